@@ -1,0 +1,98 @@
+"""Diagonal-Gaussian densities, the closed-form KL, and the ELBO's KL decomposition.
+
+All functions are pure: tensors in, tensors (or named tensors) out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+LOG_2PI = math.log(2.0 * math.pi)
+ESTIMATORS = ("mss", "mws")
+
+
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``log N(z; μ, exp(logvar)) = −½ (log 2π + logvar + (z − μ)² e^{−logvar})``."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar))
+
+
+def kl_normal_to_standard(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-dimension ``KL(N(μ, σ²) ‖ N(0, 1)) = ½ (μ² + σ² − 1 − log σ²)``."""
+    return 0.5 * (mu**2 + torch.exp(logvar) - 1.0 - logvar)
+
+
+def reparameterize(
+    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``z = μ + σ ε`` with ``ε ~ N(0, I)`` (Kingma & Welling 2014)."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def log_importance_weights(
+    batch_size: int, dataset_size: int, estimator: str = "mss", device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Log weights ``log w_ij`` with ``log q(z_i) ≈ logsumexp_j(log w_ij + log q(z_i | x_j))``.
+
+    ``mss`` — minibatch stratified sampling, Chen et al. (2018), Appendix C.2: with
+    ``M = B − 1`` other items in the batch,
+
+        q(z_i) ≈ (1/N) q(z_i|x_i) + (1/M) Σ_{j ∉ {i, s(i)}} q(z_i|x_j) + (N−M)/(NM) q(z_i|x_s(i))
+
+    i.e. the item's own weight 1/N sits on the diagonal, one stratum element
+    ``s(i) = (i+1) mod B`` carries (N−M)/(NM), the other B−2 carry 1/M, and every
+    row sums to 1.
+
+    ``mws`` — minibatch weighted sampling: every weight is ``1/(N·B)``; the data-set
+    size N stays in the estimator (dropping it shifts TC by ``(D−1)·log(N·B)``).
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    if batch_size < 2:
+        raise ValueError("the minibatch TC estimators need batch_size >= 2")
+    n, b = float(dataset_size), batch_size
+    if estimator == "mws":
+        return torch.full((b, b), -math.log(n * b), device=device)
+    m = b - 1
+    if n < m:
+        raise ValueError(f"dataset_size {dataset_size} must be >= batch_size - 1 = {m}")
+    weights = torch.full((b, b), 1.0 / m, dtype=torch.float64)
+    idx = torch.arange(b)
+    weights[idx, (idx + 1) % b] = (n - m) / (n * m)
+    weights[idx, idx] = 1.0 / n
+    return weights.log().to(torch.float32).to(device)
+
+
+def kl_decomposition(
+    z: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    dataset_size: int,
+    estimator: str = "mss",
+) -> dict[str, torch.Tensor]:
+    """Split the single-sample KL into index-code MI, total correlation and dimension-wise KL.
+
+    Chen et al. (2018), eq. 2, with ``q(z)`` and ``q(z_d)`` estimated on the minibatch:
+
+        index_code_mi     = E[log q(z|x) − log q(z)]
+        total_correlation = E[log q(z) − Σ_d log q(z_d)]
+        dimwise_kl        = E[Σ_d log q(z_d) − Σ_d log p(z_d)]
+
+    The three sum exactly (telescoping) to ``E[log q(z|x) − log p(z)]``, the
+    single-sample Monte-Carlo estimate of KL(q(z|x) ‖ p(z)).  Each term is averaged
+    over the batch.
+    """
+    log_qz_x = gaussian_log_density(z, mu, logvar).sum(1)
+    log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
+    # pairwise[i, j, d] = log q(z_id | x_j)
+    pairwise = gaussian_log_density(z[:, None, :], mu[None, :, :], logvar[None, :, :])
+    log_w = log_importance_weights(z.shape[0], dataset_size, estimator, z.device).to(z.dtype)
+    log_qz = torch.logsumexp(log_w + pairwise.sum(2), dim=1)
+    log_prod_qzd = torch.logsumexp(log_w[:, :, None] + pairwise, dim=1).sum(1)
+    return {
+        "index_code_mi": (log_qz_x - log_qz).mean(),
+        "total_correlation": (log_qz - log_prod_qzd).mean(),
+        "dimwise_kl": (log_prod_qzd - log_pz).mean(),
+    }

@@ -1,0 +1,299 @@
+"""The training loop: ``train(config, report)``.
+
+It knows nothing of Ray or MLflow.  It calls ``report.on_terms(step, terms)`` every
+``log_every`` steps with each term averaged over those steps,
+``report.on_checkpoint(step, state)`` every ``checkpoint_every`` steps with a state
+that :func:`train` can resume from exactly (model, optimiser, step, RNG streams),
+and ``report.on_end(result)`` with the held-out terms, the metrics and the
+artifact files.  A non-finite term raises :class:`TrainingDiverged` naming the step
+and the term.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from trainers.checkpoint import CheckpointError, save_checkpoint
+from trainers.config import TrainConfig
+from trainers.data import GroundTruthData, make_dataset
+from trainers.images import tile, write_png
+from trainers.metrics import compute_mig
+from trainers.models import GaussianVAE
+from trainers.objectives import Objective, make_objective
+from trainers.objectives.gaussian import reparameterize
+
+
+class TrainingDiverged(RuntimeError):
+    """A term became NaN or infinite."""
+
+    def __init__(self, step: int, term: str) -> None:
+        super().__init__(f"term {term!r} became non-finite at step {step}")
+        self.step, self.term = step, term
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    #: Held-out terms: each objective term averaged over ``eval.recon_points`` images.
+    terms: dict[str, float]
+    metrics: dict[str, float]
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    images_per_second: float = 0.0
+
+
+class Reporter(Protocol):
+    def on_terms(self, step: int, terms: Mapping[str, float]) -> None: ...
+    def on_checkpoint(self, step: int, state: dict[str, Any]) -> None: ...
+    def on_end(self, result: TrainResult) -> None: ...
+
+
+class NullReporter:
+    """Reports nowhere; for scripts and tests that only want the result."""
+
+    def on_terms(self, step: int, terms: Mapping[str, float]) -> None:
+        pass
+
+    def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
+        pass
+
+    def on_end(self, result: TrainResult) -> None:
+        pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def stream_seeds(seed: int) -> dict[str, int]:
+    """Independent seeds for parameter init, the data stream and the sampling noise."""
+    init, data, noise = np.random.SeedSequence(seed).generate_state(3)
+    return {"init": int(init), "data": int(data), "noise": int(noise)}
+
+
+class _TermAccumulator:
+    """Sums terms on the device between reports, so logging costs no sync per step."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, terms: Mapping[str, torch.Tensor]) -> None:
+        for name, value in terms.items():
+            value = value.detach().float()
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.count += 1
+
+    def pop(self, step: int) -> dict[str, float]:
+        means = {name: float(total) / self.count for name, total in self.sums.items()}
+        self.sums, self.count = {}, 0
+        bad = [name for name, value in means.items() if not np.isfinite(value)]
+        if bad:
+            raise TrainingDiverged(step, bad[0])
+        return means
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _forward_terms(
+    model: GaussianVAE,
+    objective: Objective,
+    x: torch.Tensor,
+    step: int,
+    noise: torch.Generator,
+    precision: str,
+) -> dict[str, torch.Tensor]:
+    with _autocast(x.device, precision):
+        posterior = model.encode(x)
+    mu, logvar = posterior.mu.float(), posterior.logvar.float()
+    z = reparameterize(mu, logvar, noise)
+    with _autocast(x.device, precision):
+        logits = model.decode(z)
+    return objective(x, mu, logvar, z, logits, step)
+
+
+def train(
+    config: TrainConfig,
+    report: Reporter,
+    resume: Mapping[str, Any] | None = None,
+    output_dir: str | Path | None = None,
+) -> TrainResult:
+    """Train ``config`` and return the held-out result; see the module docstring."""
+    config.validate()
+    device = resolve_device(config.device)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    data = make_dataset(config.dataset)
+    objective = make_objective(config.variant, config.weights, data.size, config.estimator)
+    seeds = stream_seeds(config.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seeds["init"])
+        model = GaussianVAE(config.latent_dim, data.observation_shape[0], config.kernels)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    data_rng = torch.Generator().manual_seed(seeds["data"])
+    noise_rng = torch.Generator(device=device).manual_seed(seeds["noise"])
+    start = 0
+    if resume is not None:
+        start = _restore(resume, config, model, optimizer, data_rng, noise_rng)
+
+    accumulator = _TermAccumulator()
+    began = time.perf_counter()
+    model.train()
+    for step in range(start, config.steps):
+        x = data.observations(data.sample_factors(config.batch_size, data_rng), device)
+        terms = _forward_terms(model, objective, x, step, noise_rng, config.precision)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        accumulator.add(terms)
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            report.on_terms(done, accumulator.pop(done))
+        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
+            report.on_checkpoint(done, training_state(done, config, model, optimizer, data_rng, noise_rng))
+    train_seconds = time.perf_counter() - began
+
+    began = time.perf_counter()
+    terms, metrics = evaluate(model, objective, data, config, device)
+    result = TrainResult(
+        steps=config.steps,
+        terms=terms,
+        metrics=metrics,
+        train_seconds=train_seconds,
+        eval_seconds=time.perf_counter() - began,
+        images_per_second=(config.steps - start) * config.batch_size / max(train_seconds, 1e-9),
+    )
+    if output_dir is not None:
+        state = training_state(config.steps, config, model, optimizer, data_rng, noise_rng)
+        result.artifacts = write_artifacts(Path(output_dir), model, data, config, device, state)
+    report.on_end(result)
+    return result
+
+
+def training_state(
+    step: int,
+    config: TrainConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_rng: torch.Generator,
+    noise_rng: torch.Generator,
+) -> dict[str, Any]:
+    """Everything needed to continue exactly where training stands (``weights_only``-loadable)."""
+    return {
+        "step": step,
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "data_rng": data_rng.get_state(),
+        "noise_rng": noise_rng.get_state(),
+    }
+
+
+#: Fields that must agree between a checkpoint and the run resuming it.
+_STRUCTURAL = ("variant", "dataset", "latent_dim", "kernels", "batch_size", "steps", "seed")
+
+
+def _restore(
+    state: Mapping[str, Any],
+    config: TrainConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_rng: torch.Generator,
+    noise_rng: torch.Generator,
+) -> int:
+    try:
+        saved = json.loads(state["config"])
+        for name in _STRUCTURAL:
+            if saved[name] != getattr(config, name):
+                raise CheckpointError(
+                    f"checkpoint was written for {name}={saved[name]!r}, this run has {getattr(config, name)!r}"
+                )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        data_rng.set_state(state["data_rng"])
+        noise_rng.set_state(state["noise_rng"])
+        return int(state["step"])
+    except (KeyError, TypeError, RuntimeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"checkpoint does not fit this model: {type(error).__name__}: {error}") from None
+
+
+@torch.no_grad()
+def evaluate(
+    model: GaussianVAE,
+    objective: Objective,
+    data: GroundTruthData,
+    config: TrainConfig,
+    device: torch.device,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Held-out terms (same definitions as in training, at the final step) and metrics."""
+    model.eval()
+    rng = torch.Generator().manual_seed(config.eval.seed)
+    noise = torch.Generator(device=device).manual_seed(config.eval.seed + 1)
+    totals: dict[str, float] = {}
+    seen = 0
+    for start in range(0, config.eval.recon_points, config.batch_size):
+        n = min(config.batch_size, config.eval.recon_points - start)
+        if n < 2:
+            break
+        x = data.observations(data.sample_factors(n, rng), device)
+        terms = _forward_terms(model, objective, x, config.steps, noise, "fp32")
+        for name, value in terms.items():
+            totals[name] = totals.get(name, 0.0) + float(value) * n
+        seen += n
+    terms = {name: total / seen for name, total in totals.items()}
+    metrics = compute_mig(
+        lambda x: model.encode(x).mu,
+        data,
+        seed=config.eval.seed,
+        num_points=config.eval.mig_points,
+        num_bins=config.eval.mig_bins,
+        device=device,
+    )
+    return terms, metrics
+
+
+@torch.no_grad()
+def write_artifacts(
+    out: Path,
+    model: GaussianVAE,
+    data: GroundTruthData,
+    config: TrainConfig,
+    device: torch.device,
+    state: dict[str, Any],
+) -> dict[str, Path]:
+    """Reconstruction grid, latent traversals and the final checkpoint."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    rng = torch.Generator().manual_seed(config.eval.seed)
+    x = data.observations(data.sample_factors(8, rng), device)
+    recon = torch.sigmoid(model.decode(model.encode(x).mu))
+    artifacts = {"reconstructions": write_png(out / "reconstructions.png", tile(torch.cat([x, recon]), 2, 8))}
+
+    # One row per latent: the first image's mean code with that latent swept over ±2.5.
+    values = torch.linspace(-2.5, 2.5, 9, device=device)
+    base = model.encode(x[:1]).mu.repeat(len(values), 1)
+    rows = []
+    for dim in range(config.latent_dim):
+        codes = base.clone()
+        codes[:, dim] = values
+        rows.append(torch.sigmoid(model.decode(codes)))
+    artifacts["traversals"] = write_png(out / "traversals.png", tile(torch.cat(rows), config.latent_dim, len(values)))
+    artifacts["checkpoint"] = save_checkpoint(out / "model.pt", state)
+    return artifacts
