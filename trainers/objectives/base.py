@@ -42,6 +42,14 @@ class Objective(ABC):
     weight_defaults: ClassVar[Mapping[str, Mapping[str, object]]] = {}
     #: Whether the MI/TC/dimwise-KL decomposition enters the loss (needs gradients).
     decomposition_in_loss: ClassVar[bool] = False
+    #: Names of the terms :meth:`extra_terms` adds.
+    extra_term_names: ClassVar[tuple[str, ...]] = ()
+    ELBO_TERMS: ClassVar[tuple[str, ...]] = ("recon", "kl", "index_code_mi", "total_correlation", "dimwise_kl")
+
+    @classmethod
+    def term_names(cls) -> tuple[str, ...]:
+        """Every term this objective reports, in report order."""
+        return (*cls.ELBO_TERMS, *cls.extra_term_names, "loss", *cls.weight_defaults)
 
     def __init__(
         self,

@@ -1,0 +1,82 @@
+"""``vae-study``: run a study, validate a spec, export results.
+
+Exit codes: 0 success; 2 bad input (an invalid spec, a missing file, a study
+folder in use), with an error naming the field or file and nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from study.spec import SpecError, load_spec
+
+EXIT_BAD_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vae-study", description="Hyperparameter studies of disentangling VAEs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a study from a YAML spec")
+    run.add_argument("spec", type=Path)
+    run.add_argument("--study-dir", type=Path, help="study folder (default: spec's study_dir, else studies/<name>)")
+    run.add_argument("--address", help="Ray cluster address (auto, ray://host:10001); default RAY_ADDRESS or a local Ray")
+    run.add_argument("--num-trials", type=int, help="override search.num_trials")
+
+    validate = commands.add_parser("validate", help="check a spec and print it resolved")
+    validate.add_argument("spec", type=Path)
+
+    export = commands.add_parser("export", help="write results.parquet of a study folder")
+    export.add_argument("study_dir", type=Path)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    if args.num_trials is not None:
+        if args.num_trials < 1:
+            raise SpecError("--num-trials: must be >= 1")
+        spec.search.num_trials = args.num_trials
+    study_dir = args.study_dir or Path(spec.study_dir or Path("studies") / spec.name)
+
+    from study.runner import run_study  # Ray and MLflow load only when a study runs
+
+    outcome = run_study(spec, study_dir, args.address, spec_text=args.spec.read_text())
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "no trials"
+    print(f"\nStudy {spec.name!r} done: {counts}.")
+    print(f"  study folder : {outcome.study_dir}")
+    print(f"  results      : {outcome.results}")
+    if outcome.pareto:
+        print(f"  pareto front : {outcome.pareto}")
+    print(f"  browse runs  : mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    if not (args.study_dir / "trials").is_dir():
+        raise SpecError(f"{args.study_dir}: not a study folder (no trials/ inside)")
+    from study.export import export_results
+
+    print(export_results(args.study_dir))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "validate":
+            spec = load_spec(args.spec)
+            print(spec.model_dump_json(indent=2))
+            return 0
+        return _export(args)
+    except SpecError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""``results.parquet``: one row per trial, read from what the trials wrote.
+
+Schema (version 1; the version is stored in the file's metadata under
+``vae_study.schema_version``):
+
+==========================  ======================================================
+column                      meaning
+==========================  ======================================================
+``trial_id``                Tune's trial id (also the trial's folder name)
+``trial_name``              Tune's trial name (the MLflow run name)
+``status``                  ``completed``, ``failed`` (diverged) or ``error`` (crashed)
+``failure_reason``          why a trial did not complete (null otherwise)
+``failed_step``             step at which a term became non-finite
+``failed_term``             the term that became non-finite
+``variant``, ``seed``       the trial's variant and seed
+``steps``                   training steps
+``<weight>.<param>``        schedule of each weight, e.g. ``beta.schedule``, ``beta.end``
+``<term>``                  held-out value of each objective term (``recon``, ``kl``,
+                            ``index_code_mi``, ``total_correlation``, ``dimwise_kl``,
+                            ``loss``, schedule values such as ``beta``)
+``<metric>``                each metric, e.g. ``mig``
+``mlflow_run_id``           the trial's nested MLflow run
+``mlflow_parent_run_id``    the study's MLflow run
+``checkpoint``              path of the final checkpoint
+``train_seconds``, ``eval_seconds``, ``images_per_second``, ``started_at``,
+``finished_at`` (Unix seconds), ``resumed_from_step``
+==========================  ======================================================
+
+Writes go to a temporary file renamed into place: readers never see half a file,
+and exporting twice gives the same table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.parquet"
+META_COLUMNS = (
+    "trial_id", "trial_name", "status", "failure_reason", "failed_step", "failed_term",
+    "variant", "seed", "steps",
+)  # fmt: skip
+TAIL_COLUMNS = (
+    "mlflow_run_id", "mlflow_parent_run_id", "checkpoint", "train_seconds", "eval_seconds",
+    "images_per_second", "started_at", "finished_at", "resumed_from_step",
+)  # fmt: skip
+
+
+def trial_rows(study_dir: Path) -> list[dict[str, Any]]:
+    """The ``result.json`` of every trial folder, flattened, in trial-id order."""
+    rows = []
+    for path in sorted((study_dir / "trials").glob("*/result.json")):
+        record = json.loads(path.read_text())
+        row = {k: v for k, v in record.items() if k not in ("params", "terms", "metrics", "artifacts")}
+        row.update(record.get("params", {}))
+        row.update(record.get("terms", {}))
+        row.update(record.get("metrics", {}))
+        rows.append(row)
+    return rows
+
+
+def _column_order(rows: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row))
+    middle = sorted(k for k in seen if k not in META_COLUMNS and k not in TAIL_COLUMNS and "." in k)
+    middle += [k for k in seen if k not in META_COLUMNS and k not in TAIL_COLUMNS and "." not in k]
+    return [*META_COLUMNS, *middle, *(k for k in TAIL_COLUMNS if k in seen)]
+
+
+def results_table(rows: list[dict[str, Any]], objectives: list[dict[str, str]] | None = None) -> pa.Table:
+    columns = _column_order(rows)
+    arrays = {}
+    for name in columns:
+        values = [row.get(name) for row in rows]
+        if name in META_COLUMNS and name not in ("seed", "steps", "failed_step"):
+            arrays[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
+        else:
+            arrays[name] = pa.array(values)
+    table = pa.table(arrays) if rows else pa.table({name: pa.array([], pa.string()) for name in META_COLUMNS})
+    metadata = {
+        "vae_study.schema_version": str(SCHEMA_VERSION),
+        "vae_study.objectives": json.dumps(objectives or []),
+    }
+    return table.replace_schema_metadata(metadata)
+
+
+def export_results(study_dir: str | Path, objectives: list[dict[str, str]] | None = None) -> Path:
+    """Write ``STUDY_DIR/results.parquet`` from the trials' ``result.json`` files."""
+    study_dir = Path(study_dir)
+    if objectives is None:
+        spec_file = study_dir / "spec.json"
+        objectives = json.loads(spec_file.read_text()).get("objectives", []) if spec_file.exists() else []
+    table = results_table(trial_rows(study_dir), objectives)
+    target = study_dir / RESULTS_FILE
+    tmp = target.with_name(target.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,172 @@
+"""One Ray Tune trial: train one configuration, track it in MLflow, report to Tune.
+
+Runs inside the trial's worker process.  The MLflow run id travels inside every
+Tune checkpoint, so a retried trial resumes training from its last checkpoint and
+re-attaches to the same nested run.  Each trial writes ``result.json`` (its row of
+the results table) in its own folder before its final report, so the export reads
+what trials wrote instead of querying MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from study.spec import StudySpec
+from study.tracking import StudyRun, TrialTracker
+from trainers.checkpoint import load_checkpoint, save_checkpoint
+from trainers.train import TrainingDiverged, TrainResult, train
+
+RESULT_FILE = "result.json"
+STATE_FILE = "state.pt"
+TRIAL_META_FILE = "trial.json"
+
+
+class TrialFailed(RuntimeError):
+    """Raised so that Tune and Optuna record the trial as failed (not complete)."""
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a study shares (passed with ``tune.with_parameters``)."""
+
+    spec: dict[str, Any]
+    study_dir: str
+    tracking: StudyRun
+
+    @property
+    def study_spec(self) -> StudySpec:
+        return StudySpec.model_validate(self.spec)
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+class _TuneReporter:
+    """Bridges :func:`trainers.train.train` to MLflow (every log) and Tune (every checkpoint)."""
+
+    def __init__(self, tracker: TrialTracker) -> None:
+        self.tracker = tracker
+        self.last_terms: dict[str, float] = {}
+
+    def on_terms(self, step: int, terms: Mapping[str, float]) -> None:
+        self.last_terms = dict(terms)
+        self.tracker.log_terms(step, terms)
+
+    def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
+        self.tracker.flush(step)
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(Path(folder) / STATE_FILE, state)
+            write_json_atomic(Path(folder) / TRIAL_META_FILE, {"mlflow_run_id": self.tracker.run_id, "step": step})
+            tune.report({"step": step, **self.last_terms}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    def on_end(self, result: TrainResult) -> None:
+        pass
+
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """The Tune function trainable."""
+    spec = context.study_spec
+    tune_context = tune.get_context()
+    trial_id, trial_name = tune_context.get_trial_id(), tune_context.get_trial_name()
+    trial_dir = Path(context.study_dir) / "trials" / trial_id
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    result_file = trial_dir / RESULT_FILE
+
+    if result_file.exists():
+        previous = json.loads(result_file.read_text())
+        if previous.get("status") == "failed":
+            # Divergence is deterministic: a retry would diverge again.
+            raise TrialFailed(previous.get("failure_reason", "failed"))
+
+    seed = int(config["seed"])
+    params = {k: v for k, v in config.items() if k != "seed"}
+    train_config = spec.train_config(params, seed)
+
+    resume, run_id = None, None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            resume = load_checkpoint(Path(folder) / STATE_FILE)
+            run_id = json.loads((Path(folder) / TRIAL_META_FILE).read_text())["mlflow_run_id"]
+
+    tags = {
+        "trial_id": trial_id,
+        "variant": spec.variant,
+        "seed": seed,
+        "status": "running",
+        **{f"{name}.schedule": cfg["schedule"] for name, cfg in train_config.weights.items()},
+    }
+    tracker = TrialTracker(
+        context.tracking,
+        run_name=trial_name,
+        tags=tags,
+        params={"variant": spec.variant, "seed": seed, **_flat_weights(train_config.weights)},
+        run_id=run_id,
+        flush_every=spec.tracking.flush_every,
+    )
+    row: dict[str, Any] = {
+        "trial_id": trial_id,
+        "trial_name": trial_name,
+        "variant": spec.variant,
+        "seed": seed,
+        "params": _flat_weights(train_config.weights),
+        "steps": train_config.steps,
+        "mlflow_run_id": tracker.run_id,
+        "mlflow_parent_run_id": context.tracking.parent_run_id,
+        "started_at": time.time(),
+        "resumed_from_step": int(resume["step"]) if resume else 0,
+    }
+    undelivered = trial_dir / "undelivered_metrics.jsonl"
+    try:
+        result = train(train_config, _TuneReporter(tracker), resume=resume, output_dir=trial_dir / "artifacts")
+    except TrainingDiverged as error:
+        reason = str(error)
+        row.update(status="failed", failure_reason=reason, failed_step=error.step, failed_term=error.term)
+        row["finished_at"] = time.time()
+        tracker.set_tags({"status": "failed", "failure_reason": reason})
+        row["undelivered_metrics"] = tracker.close("FAILED", undelivered)
+        write_json_atomic(result_file, row)
+        raise TrialFailed(reason) from None
+    except BaseException as error:
+        tracker.set_tags({"status": "error", "failure_reason": f"{type(error).__name__}: {error}"})
+        tracker.close("FAILED", undelivered)
+        raise
+
+    # The held-out terms are the final point of each term's history.
+    tracker.log_terms(result.steps, {**result.terms, **result.metrics})
+    tracker.log_artifacts(result.artifacts.values())
+    row.update(
+        status="completed",
+        terms=result.terms,
+        metrics=result.metrics,
+        checkpoint=str(result.artifacts.get("checkpoint", "")),
+        artifacts={k: str(v) for k, v in result.artifacts.items()},
+        train_seconds=result.train_seconds,
+        eval_seconds=result.eval_seconds,
+        images_per_second=result.images_per_second,
+        finished_at=time.time(),
+    )
+    tracker.set_tags({"status": "completed"})
+    row["undelivered_metrics"] = tracker.close("FINISHED", undelivered)
+    write_json_atomic(result_file, row)
+    final = {"step": result.steps, **result.terms, **result.metrics}
+    missing = [o.name for o in spec.objectives if o.name not in final]
+    if missing:
+        raise TrialFailed(f"final result lacks objective(s) {', '.join(missing)}")
+    tune.report(final)
+
+
+def _flat_weights(weights: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {f"{name}.{param}": value for name, cfg in weights.items() for param, value in cfg.items()}
