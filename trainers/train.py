@@ -11,6 +11,7 @@ and the term.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Mapping
@@ -84,24 +85,39 @@ def stream_seeds(seed: int) -> dict[str, int]:
 
 
 class _TermAccumulator:
-    """Sums terms on the device between reports, so logging costs no sync per step."""
+    """Sums terms on the device between reports, so logging costs no sync per step.
+
+    It also keeps, per term, the first step at which it was non-finite, so a
+    divergence is reported at its exact step and with the term that went first
+    (later NaNs are consequences).
+    """
 
     def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
+        self.names: list[str] = []
+        self.sums: torch.Tensor | None = None
+        self.first_bad: torch.Tensor | None = None
         self.count = 0
 
-    def add(self, terms: Mapping[str, torch.Tensor]) -> None:
-        for name, value in terms.items():
-            value = value.detach().float()
-            self.sums[name] = self.sums[name] + value if name in self.sums else value
+    def add(self, step: int, terms: Mapping[str, torch.Tensor]) -> None:
+        values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
+        if self.sums is None:
+            self.names = list(terms)
+            self.sums = torch.zeros_like(values)
+            self.first_bad = torch.full_like(values, -1.0)
+        self.sums += values
+        unseen = (self.first_bad < 0) & ~torch.isfinite(values)
+        self.first_bad = torch.where(unseen, torch.full_like(values, float(step)), self.first_bad)
         self.count += 1
 
-    def pop(self, step: int) -> dict[str, float]:
-        means = {name: float(total) / self.count for name, total in self.sums.items()}
-        self.sums, self.count = {}, 0
-        bad = [name for name, value in means.items() if not np.isfinite(value)]
+    def pop(self) -> dict[str, float]:
+        assert self.sums is not None and self.first_bad is not None
+        first_bad = self.first_bad.tolist()
+        means = dict(zip(self.names, (self.sums / self.count).tolist(), strict=True))
+        self.sums, self.first_bad, self.count = None, None, 0
+        bad = [(at, i) for i, at in enumerate(first_bad) if at >= 0]
         if bad:
-            raise TrainingDiverged(step, bad[0])
+            at, i = min(bad)
+            raise TrainingDiverged(int(at), self.names[i])
         return means
 
 
@@ -162,10 +178,10 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
-        accumulator.add(terms)
+        accumulator.add(step, terms)
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
-            report.on_terms(done, accumulator.pop(done))
+            report.on_terms(done, accumulator.pop())
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
             report.on_checkpoint(done, training_state(done, config, model, optimizer, data_rng, noise_rng))
     train_seconds = time.perf_counter() - began
@@ -195,12 +211,15 @@ def training_state(
     data_rng: torch.Generator,
     noise_rng: torch.Generator,
 ) -> dict[str, Any]:
-    """Everything needed to continue exactly where training stands (``weights_only``-loadable)."""
+    """Everything needed to continue exactly where training stands (``weights_only``-loadable).
+
+    Tensors are copied: the caller may keep the state while training goes on.
+    """
     return {
         "step": step,
         "config": json.dumps(config.to_dict(), sort_keys=True),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": copy.deepcopy(model.state_dict()),
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
         "data_rng": data_rng.get_state(),
         "noise_rng": noise_rng.get_state(),
     }

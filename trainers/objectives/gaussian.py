@@ -32,7 +32,11 @@ def reparameterize(
 
 
 def log_importance_weights(
-    batch_size: int, dataset_size: int, estimator: str = "mss", device: torch.device | str = "cpu"
+    batch_size: int,
+    dataset_size: int,
+    estimator: str = "mss",
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Log weights ``log w_ij`` with ``log q(z_i) ≈ logsumexp_j(log w_ij + log q(z_i | x_j))``.
 
@@ -54,7 +58,7 @@ def log_importance_weights(
         raise ValueError("the minibatch TC estimators need batch_size >= 2")
     n, b = float(dataset_size), batch_size
     if estimator == "mws":
-        return torch.full((b, b), -math.log(n * b), device=device)
+        return torch.full((b, b), -math.log(n * b), device=device, dtype=dtype)
     m = b - 1
     if n < m:
         raise ValueError(f"dataset_size {dataset_size} must be >= batch_size - 1 = {m}")
@@ -62,7 +66,7 @@ def log_importance_weights(
     idx = torch.arange(b)
     weights[idx, (idx + 1) % b] = (n - m) / (n * m)
     weights[idx, idx] = 1.0 / n
-    return weights.log().to(torch.float32).to(device)
+    return weights.log().to(device=device, dtype=dtype)
 
 
 def kl_decomposition(
@@ -88,7 +92,7 @@ def kl_decomposition(
     log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
     # pairwise[i, j, d] = log q(z_id | x_j)
     pairwise = gaussian_log_density(z[:, None, :], mu[None, :, :], logvar[None, :, :])
-    log_w = log_importance_weights(z.shape[0], dataset_size, estimator, z.device).to(z.dtype)
+    log_w = log_importance_weights(z.shape[0], dataset_size, estimator, z.device, z.dtype)
     log_qz = torch.logsumexp(log_w + pairwise.sum(2), dim=1)
     log_prod_qzd = torch.logsumexp(log_w[:, :, None] + pairwise, dim=1).sum(1)
     return {

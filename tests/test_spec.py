@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+
+from study.spec import SpecError, load_spec, parse_spec
+from trainers.objectives import make_objective
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+BASE = {"name": "t", "variant": "beta_vae", "objectives": [{"name": "recon", "mode": "min"}]}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_spec_is_valid(path):
+    spec = load_spec(path)
+    assert spec.search.num_trials >= 1
+
+
+def test_default_example_is_the_demo_the_readme_promises():
+    spec = load_spec(Path(__file__).parent.parent / "examples" / "default.yaml")
+    assert [(o.name, o.mode) for o in spec.objectives] == [("recon", "min"), ("mig", "max")]
+    assert spec.dataset == "dsprites" and spec.tracking.uri is None
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"variant": "vq_vae"}, r"variant: unknown variant 'vq_vae'"),
+        ({"weights": {"beta": -1}}, r"weights\.beta\.value: must be >= 0, got -1"),
+        ({"weights": {"beta": {"schedule": "constant", "value": {"low": -1, "high": 2}}}}, r"weights\.beta\.value\.low: must be >= 0"),
+        ({"weights": {"beta": {"schedule": "constant", "value": {"low": 3, "high": 2}}}}, r"weights\.beta\.value\.high: must exceed low"),
+        ({"weights": {"beta": {"schedule": "linear", "end": 4, "start_step": 50, "end_step": {"low": 10, "high": 100}}}}, r"weights\.beta\.end_step: must be after start_step"),
+        ({"weights": {"beta": {"schedule": ["constant", "sawtooth"]}}}, r"weights\.beta\.schedule: unknown schedule 'sawtooth'"),
+        ({"weights": {"beta": {"schedule": "constant", "value": 1, "period": 2}}}, r"weights\.beta\.period: not a parameter"),
+        ({"weights": {"capacity": 5}}, r"weights\.capacity: variant 'beta_vae' takes no such weight"),
+        ({"objectives": [{"name": "dci", "mode": "max"}]}, r"objectives\.0\.name: 'dci' is neither"),
+        ({"objectives": [{"name": "mig", "mode": "up"}]}, r"objectives\.0\.mode"),
+        ({"objectives": []}, r"objectives: List should have at least 1 item"),
+        ({"training": {"steps": 0}}, r"training\.steps"),
+        ({"training": {"log_every": 10, "checkpoint_every": 15}}, r"training\.checkpoint_every: must be 0 or a multiple"),
+        ({"training": {"device": "tpu"}}, r"training\.device"),
+        ({"seeds": [-1]}, r"seeds: must be >= 0"),
+        ({"search": {"num_trials": 0}}, r"search\.num_trials"),
+        ({"bogus": 1}, r"bogus: Extra inputs are not permitted"),
+        ({"name": "has space"}, r"name: String should match pattern"),
+    ],
+)
+def test_errors_name_the_field(changes, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec({**BASE, **changes}, "study.yaml")
+
+
+def test_unreadable_and_malformed_files_are_named(tmp_path):
+    with pytest.raises(SpecError, match="missing.yaml: cannot read spec"):
+        load_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="bad.yaml: not valid YAML"):
+        load_spec(bad)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(SpecError, match="list.yaml: a study spec must be a YAML mapping"):
+        load_spec(listing)
+
+
+def test_train_config_merges_fixed_and_sampled_parameters():
+    spec = parse_spec(
+        {
+            **BASE,
+            "variant": "annealed_vae",
+            "weights": {
+                "gamma": 100,
+                "capacity": {"schedule": "linear", "end": {"low": 5, "high": 50}, "end_step": 2000},
+            },
+            "training": {"steps": 77, "batch_size": 32},
+            "resources": {"cpus": 2},
+        }
+    )
+    config = spec.train_config({"capacity.end": 12.5}, seed=3)
+    assert config.weights == {
+        "gamma": {"schedule": "constant", "value": 100},
+        "capacity": {"schedule": "linear", "end": 12.5, "end_step": 2000},
+    }
+    assert (config.steps, config.batch_size, config.seed, config.num_threads) == (77, 32, 3, 2)
+    objective = make_objective(config.variant, config.weights, 1000)
+    assert objective.weights_at(1000)["capacity"] == pytest.approx(6.25)

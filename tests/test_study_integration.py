@@ -1,0 +1,133 @@
+"""A tiny study through the real thing: `vae-study run` → local Ray Tune + Optuna → MLflow SQLite → parquet."""
+
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from analysis import load_results
+from trainers.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.integration
+
+TINY = {
+    "name": "tiny",
+    "variant": "beta_vae",
+    "model": {"latent_dim": 4},
+    "training": {"steps": 20, "batch_size": 16, "lr": 1e-3, "log_every": 5, "checkpoint_every": 10},
+    "evaluation": {"recon_points": 64, "mig_points": 500},
+    "seeds": [0, 1],
+    "weights": {
+        "beta": {
+            "schedule": ["constant", "linear"],
+            "value": {"low": 0.5, "high": 8, "log": True},
+            "end": {"low": 0.5, "high": 8, "log": True},
+            "end_step": {"low": 5, "high": 15},
+        }
+    },
+    "objectives": [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}],
+    "search": {"num_trials": 3, "max_concurrent": 2},
+    "tracking": {"flush_every": 10},
+}
+
+
+def _run(spec: dict, folder):
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    study_dir = folder / "study"
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.cli", "run", str(path), "--study-dir", str(study_dir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc, study_dir
+
+
+def _runs(study_dir):
+    client = MlflowClient(f"sqlite:///{study_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    return _run(TINY, tmp_path_factory.mktemp("tiny"))
+
+
+def test_run_prints_where_the_results_are(tiny_study):
+    proc, study_dir = tiny_study
+    assert "3 completed" in proc.stdout
+    assert f"mlflow ui --backend-store-uri sqlite:///{study_dir}/mlflow.db" in proc.stdout
+    assert (study_dir / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_results_parquet_has_one_row_per_trial(tiny_study):
+    _, study_dir = tiny_study
+    df = load_results(study_dir)
+    assert len(df) == 3 and (df["status"] == "completed").all()
+    terms = ["recon", "kl", "index_code_mi", "total_correlation", "dimwise_kl", "loss", "beta", "mig"]
+    for column in [*terms, "beta.schedule", "seed", "mlflow_run_id", "checkpoint", "images_per_second"]:
+        assert column in df.columns, column
+    assert df[terms].notna().all().all()
+    assert set(df["seed"]) <= {0, 1}
+    assert set(df["beta.schedule"]) <= {"constant", "linear"}
+    assert df.attrs["objectives"] == [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}]
+    # The decomposition sums to the single-sample KL, which is close to the analytic KL.
+    decomposed = df["index_code_mi"] + df["total_correlation"] + df["dimwise_kl"]
+    assert (decomposed - df["kl"]).abs().max() < 0.5 + 0.2 * df["kl"].max()
+    for path in df["checkpoint"]:
+        assert load_checkpoint(path)["step"] == 20
+
+
+def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
+    _, study_dir = tiny_study
+    client, parents, children = _runs(study_dir)
+    assert len(parents) == 1 and len(children) == 3
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["search_algorithm"] == "optuna-tpe"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"spec.yaml", "results.parquet", "pareto.png"}
+    df = load_results(study_dir)
+    assert {c.info.run_id for c in children} == set(df["mlflow_run_id"])
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.status == "FINISHED" and child.data.tags["status"] == "completed"
+        assert child.data.params["variant"] == "beta_vae" and "beta.schedule" in child.data.params
+        history = client.get_metric_history(child.info.run_id, "recon")
+        assert [m.step for m in history] == [5, 10, 15, 20, 20]  # every log, then the held-out value
+        assert {a.path for a in client.list_artifacts(child.info.run_id)} == {
+            "model.pt", "reconstructions.png", "traversals.png"
+        }
+        row = df[df["mlflow_run_id"] == child.info.run_id].iloc[0]
+        assert child.data.metrics["mig"] == pytest.approx(row["mig"])
+        assert child.data.metrics["recon"] == pytest.approx(row["recon"])
+
+
+def test_export_is_idempotent(tiny_study):
+    _, study_dir = tiny_study
+    before = pq.read_table(study_dir / "results.parquet")
+    proc = subprocess.run([sys.executable, "-m", "study.cli", "export", str(study_dir)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert pq.read_table(study_dir / "results.parquet").equals(before)
+
+
+def test_diverging_trials_are_recorded_failed_and_the_study_finishes(tmp_path):
+    spec = {**TINY, "training": {**TINY["training"], "lr": 100.0}, "search": {"num_trials": 2, "max_concurrent": 2}}
+    proc, study_dir = _run(spec, tmp_path)
+    assert "2 failed" in proc.stdout
+    df = load_results(study_dir)
+    assert len(df) == 2 and (df["status"] == "failed").all()
+    assert (df["failed_term"] == "recon").all() and (df["failed_step"] == 1).all()
+    assert df["failure_reason"].str.contains("non-finite at step 1").all()
+    _, parents, children = _runs(study_dir)
+    assert len(children) == 2  # the retry did not open a second run
+    for child in children:
+        assert child.info.status == "FAILED" and "non-finite" in child.data.tags["failure_reason"]

@@ -1,0 +1,125 @@
+import json
+
+import matplotlib.image
+import pytest
+import torch
+
+from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from trainers.config import EvalConfig, TrainConfig
+from trainers.train import NullReporter, TrainingDiverged, train
+
+
+def _config(**changes):
+    base = dict(
+        variant="beta_vae",
+        weights={"beta": 2.0},
+        latent_dim=4,
+        steps=20,
+        batch_size=16,
+        lr=1e-3,
+        log_every=5,
+        checkpoint_every=10,
+        num_threads=1,
+        eval=EvalConfig(recon_points=64, mig_points=300),
+    )
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+class Recorder(NullReporter):
+    def __init__(self):
+        self.terms, self.states, self.ends = [], [], []
+
+    def on_terms(self, step, terms):
+        self.terms.append((step, dict(terms)))
+
+    def on_checkpoint(self, step, state):
+        self.states.append((step, state))
+
+    def on_end(self, result):
+        self.ends.append(result)
+
+
+def test_reports_terms_checkpoints_and_a_result(tmp_path):
+    rec = Recorder()
+    result = train(_config(), rec, output_dir=tmp_path)
+    assert [s for s, _ in rec.terms] == [5, 10, 15, 20]
+    assert [s for s, _ in rec.states] == [10]
+    assert rec.ends == [result]
+    assert set(rec.terms[0][1]) == {"recon", "kl", "index_code_mi", "total_correlation", "dimwise_kl", "loss", "beta"}
+    assert rec.terms[-1][1]["loss"] < rec.terms[0][1]["loss"]
+    assert set(result.metrics) == {"mig"} and 0 <= result.metrics["mig"] <= 1
+    for name in ("reconstructions", "traversals"):
+        image = matplotlib.image.imread(result.artifacts[name])
+        assert image.ndim == 2 and image.std() > 0
+    assert matplotlib.image.imread(result.artifacts["traversals"]).shape[0] == 4 * 66 + 2  # one row per latent
+    assert load_checkpoint(result.artifacts["checkpoint"])["step"] == 20
+
+
+def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run():
+    full = Recorder()
+    whole = train(_config(), full)
+    step, state = full.states[0]
+    resumed_rec = Recorder()
+    resumed = train(_config(), resumed_rec, resume=state)
+    assert [s for s, _ in resumed_rec.terms] == [15, 20]
+    assert resumed_rec.terms == full.terms[2:]
+    assert resumed.terms == whole.terms and resumed.metrics == whole.metrics
+
+
+def test_same_seed_same_run_other_seed_other_run():
+    a, b, c = (train(_config(steps=5, checkpoint_every=0, seed=s), NullReporter()) for s in (0, 0, 1))
+    assert a.terms == b.terms
+    assert a.terms["recon"] != c.terms["recon"]
+
+
+def test_divergence_names_the_step_and_the_term():
+    # A learning rate of 100 blows the decoder up in one Adam step: the second
+    # forward pass (step 1) has non-finite logits, so recon goes first.
+    with pytest.raises(TrainingDiverged) as caught:
+        train(_config(lr=100.0, checkpoint_every=0), NullReporter())
+    assert caught.value.term == "recon" and caught.value.step == 1
+
+
+def test_bf16_autocast_trains_and_matches_fp32_terms_loosely():
+    fp32 = train(_config(steps=10, checkpoint_every=0), NullReporter())
+    bf16 = train(_config(steps=10, checkpoint_every=0, precision="bf16"), NullReporter())
+    assert bf16.terms["recon"] == pytest.approx(fp32.terms["recon"], rel=0.05)
+
+
+def test_corrupt_foreign_and_mismatched_checkpoints_are_clear_errors(tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="garbage.pt: not a readable checkpoint"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pt: not a vae-study checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="missing.pt: checkpoint file not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+    rec = Recorder()
+    train(_config(), rec)
+    state = dict(rec.states[0][1])
+    save_checkpoint(tmp_path / "ok.pt", state)
+    assert load_checkpoint(tmp_path / "ok.pt")["step"] == 10
+    with pytest.raises(CheckpointError, match="latent_dim=4"):
+        train(_config(latent_dim=6), NullReporter(), resume=state)
+    config = json.loads(state["config"])
+    assert config["weights"] == {"beta": 2.0}
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"batch_size": 1}, "batch_size"),
+        ({"lr": 0}, "lr"),
+        ({"checkpoint_every": 7}, "checkpoint_every"),
+        ({"precision": "fp8"}, "precision"),
+        ({"latent_dim": 1}, "latent_dim"),
+    ],
+)
+def test_invalid_config_names_the_field(changes, field):
+    with pytest.raises(ValueError, match=f"^{field}:"):
+        _config(**changes).validate()
