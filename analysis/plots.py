@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from analysis.pareto import pareto_rank  # noqa: E402
+from analysis.pareto import pareto_rank
 
 _ARROW = {"min": "lower is better", "max": "higher is better"}
 _LABELS = {
@@ -42,10 +42,18 @@ def plot_pareto(
     for i, (label, part) in enumerate(groups):
         color = f"C{i % 10}"
         on_front = pareto_rank(part, [(xname, xmode), (yname, ymode)]) == 1
-        ax.scatter(part.loc[~on_front, xname], part.loc[~on_front, yname], facecolors="none", edgecolors=color, label=None)
+        ax.scatter(
+            part.loc[~on_front, xname], part.loc[~on_front, yname], facecolors="none", edgecolors=color, label=None
+        )
         front = part[on_front].sort_values(xname)
         ax.scatter(front[xname], front[yname], color=color, label=f"{label} (front: {len(front)} of {len(part)})")
-        ax.step(front[xname], front[yname], where="post" if (xmode == "min") == (ymode == "max") else "pre", color=color, alpha=0.6)
+        ax.step(
+            front[xname],
+            front[yname],
+            where="post" if (xmode == "min") == (ymode == "max") else "pre",
+            color=color,
+            alpha=0.6,
+        )
     ax.set_xlabel(f"{_LABELS.get(xname, xname)} — {_ARROW[xmode]}")
     ax.set_ylabel(f"{_LABELS.get(yname, yname)} — {_ARROW[ymode]}")
     ax.set_title(title or f"Pareto front: {xname} vs {yname} ({len(data)} trials; filled = non-dominated)")

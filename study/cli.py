@@ -22,7 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a study from a YAML spec")
     run.add_argument("spec", type=Path)
     run.add_argument("--study-dir", type=Path, help="study folder (default: spec's study_dir, else studies/<name>)")
-    run.add_argument("--address", help="Ray cluster address (auto, ray://host:10001); default RAY_ADDRESS or a local Ray")
+    run.add_argument(
+        "--address", help="Ray cluster address (auto, ray://host:10001); default RAY_ADDRESS or a local Ray"
+    )
     run.add_argument("--num-trials", type=int, help="override search.num_trials")
 
     validate = commands.add_parser("validate", help="check a spec and print it resolved")

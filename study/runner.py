@@ -112,12 +112,16 @@ def init_ray(address: str | None) -> None:
     ray.init(address=address, **options)
 
 
-def run_study(spec: StudySpec, study_dir: Path, address: str | None = None, spec_text: str | None = None) -> StudyOutcome:
+def run_study(
+    spec: StudySpec, study_dir: Path, address: str | None = None, spec_text: str | None = None
+) -> StudyOutcome:
     """Run ``spec`` to completion in ``study_dir``; see the module docstring."""
     study_dir = study_dir.resolve()
     prepare_study_dir(study_dir)
     spec_file = study_dir / "spec.yaml"
-    spec_file.write_text(spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    spec_file.write_text(
+        spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    )
     (study_dir / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2))
 
     tracking_uri = spec.tracking.uri or default_tracking_uri(study_dir)
@@ -189,7 +193,9 @@ def finish_study(spec: StudySpec, study_dir: Path, study_run: Any, tracking_uri:
     pareto = None
     if len(spec.objectives) >= 2:
         x, y = spec.objectives[0], spec.objectives[1]
-        pareto = plot_pareto(df, (x.name, x.mode), (y.name, y.mode), study_dir / "pareto.png", title=f"{spec.name}: {x.name} vs {y.name}")
+        pareto = plot_pareto(
+            df, (x.name, x.mode), (y.name, y.mode), study_dir / "pareto.png", title=f"{spec.name}: {x.name} vs {y.name}"
+        )
     summary = {f"trials_{k}": float(v) for k, v in counts.items()}
     close_study_run(study_run, [results, *([pareto] if pareto else [])], summary, status)
     return StudyOutcome(study_dir, tracking_uri, results, pareto, {str(k): int(v) for k, v in counts.items()})

@@ -131,7 +131,9 @@ class StudySpec(_Model):
         if isinstance(data, dict) and isinstance(data.get("weights"), dict):
             data = dict(data)
             data["weights"] = {
-                k: {"schedule": "constant", "value": v} if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                k: {"schedule": "constant", "value": v}
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+                else v
                 for k, v in data["weights"].items()
             }
         return data
@@ -247,7 +249,8 @@ def _check_weight(weight: WeightSpec, where: str) -> list[str]:
             problems.append(str(error))
     if problems:
         return problems
-    # The least favourable corner of every range must still be a valid schedule.
+    # The least favourable corner of the ranges (an earlier step at its highest, a
+    # later one at its lowest) must still be a valid schedule of each family.
     for family in families:
         corner: dict[str, Any] = {"schedule": family}
         ordered_later = {later for _, later in FAMILIES[family].ordered}
@@ -260,11 +263,7 @@ def _check_weight(weight: WeightSpec, where: str) -> list[str]:
         try:
             Schedule.from_config(corner, where)
         except ScheduleError as error:
-            message = str(error)
-            if "required by schedule" in message or "must be after" in message:
-                problems.append(message + " (for the extreme values of its ranges)" if "after" in message else message)
-            else:
-                problems.append(message)
+            problems.append(str(error))
     return problems
 
 

@@ -63,7 +63,9 @@ class StudyRun:
     parent_run_id: str
 
 
-def open_study_run(tracking_uri: str, name: str, artifact_dir: Path, tags: Mapping[str, Any], spec_file: Path) -> StudyRun:
+def open_study_run(
+    tracking_uri: str, name: str, artifact_dir: Path, tags: Mapping[str, Any], spec_file: Path
+) -> StudyRun:
     """Create (or reuse) the experiment ``name`` and start the study's parent run."""
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(name)
@@ -158,7 +160,7 @@ class TrialTracker:
             try:
                 self.client.log_batch(self.run_id, metrics=metrics)
                 return True
-            except Exception as error:  # noqa: BLE001 - any tracking failure is retried, then kept
+            except Exception as error:
                 log.warning("MLflow log_batch failed (attempt %d/%d): %s", attempt + 1, self.retries, error)
                 time.sleep(delay)
                 delay = min(delay * 2, 8.0)
@@ -173,7 +175,9 @@ class TrialTracker:
         if lost and undelivered_file is not None:
             with undelivered_file.open("a") as out:
                 for m in self._undelivered:
-                    out.write(json.dumps({"key": m.key, "value": m.value, "step": m.step, "timestamp": m.timestamp}) + "\n")
+                    out.write(
+                        json.dumps({"key": m.key, "value": m.value, "step": m.step, "timestamp": m.timestamp}) + "\n"
+                    )
             log.error("%d metrics could not be delivered to MLflow; written to %s", lost, undelivered_file)
         self.client.set_terminated(self.run_id, status)
         return lost

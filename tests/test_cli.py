@@ -23,7 +23,10 @@ def _cli(*args, cwd):
     [
         (GOOD.replace("beta_vae", "wavelet_vae"), "variant: unknown variant 'wavelet_vae'"),
         (GOOD + "weights: {beta: -3}\n", "weights.beta.value: must be >= 0, got -3"),
-        (GOOD + "weights: {beta: {schedule: linear, end: 2}}\n", "weights.beta.end_step: required by schedule 'linear'"),
+        (
+            GOOD + "weights: {beta: {schedule: linear, end: 2}}\n",
+            "weights.beta.end_step: required by schedule 'linear'",
+        ),
         ("name: [unclosed\n", "not valid YAML"),
     ],
 )

@@ -26,17 +26,39 @@ def test_default_example_is_the_demo_the_readme_promises():
     [
         ({"variant": "vq_vae"}, r"variant: unknown variant 'vq_vae'"),
         ({"weights": {"beta": -1}}, r"weights\.beta\.value: must be >= 0, got -1"),
-        ({"weights": {"beta": {"schedule": "constant", "value": {"low": -1, "high": 2}}}}, r"weights\.beta\.value\.low: must be >= 0"),
-        ({"weights": {"beta": {"schedule": "constant", "value": {"low": 3, "high": 2}}}}, r"weights\.beta\.value\.high: must exceed low"),
-        ({"weights": {"beta": {"schedule": "linear", "end": 4, "start_step": 50, "end_step": {"low": 10, "high": 100}}}}, r"weights\.beta\.end_step: must be after start_step"),
-        ({"weights": {"beta": {"schedule": ["constant", "sawtooth"]}}}, r"weights\.beta\.schedule: unknown schedule 'sawtooth'"),
-        ({"weights": {"beta": {"schedule": "constant", "value": 1, "period": 2}}}, r"weights\.beta\.period: not a parameter"),
+        (
+            {"weights": {"beta": {"schedule": "constant", "value": {"low": -1, "high": 2}}}},
+            r"weights\.beta\.value\.low: must be >= 0",
+        ),
+        (
+            {"weights": {"beta": {"schedule": "constant", "value": {"low": 3, "high": 2}}}},
+            r"weights\.beta\.value\.high: must exceed low",
+        ),
+        (
+            {
+                "weights": {
+                    "beta": {"schedule": "linear", "end": 4, "start_step": 50, "end_step": {"low": 10, "high": 100}}
+                }
+            },
+            r"weights\.beta\.end_step: must be after start_step",
+        ),
+        (
+            {"weights": {"beta": {"schedule": ["constant", "sawtooth"]}}},
+            r"weights\.beta\.schedule: unknown schedule 'sawtooth'",
+        ),
+        (
+            {"weights": {"beta": {"schedule": "constant", "value": 1, "period": 2}}},
+            r"weights\.beta\.period: not a parameter",
+        ),
         ({"weights": {"capacity": 5}}, r"weights\.capacity: variant 'beta_vae' takes no such weight"),
         ({"objectives": [{"name": "dci", "mode": "max"}]}, r"objectives\.0\.name: 'dci' is neither"),
         ({"objectives": [{"name": "mig", "mode": "up"}]}, r"objectives\.0\.mode"),
         ({"objectives": []}, r"objectives: List should have at least 1 item"),
         ({"training": {"steps": 0}}, r"training\.steps"),
-        ({"training": {"log_every": 10, "checkpoint_every": 15}}, r"training\.checkpoint_every: must be 0 or a multiple"),
+        (
+            {"training": {"log_every": 10, "checkpoint_every": 15}},
+            r"training\.checkpoint_every: must be 0 or a multiple",
+        ),
         ({"training": {"device": "tpu"}}, r"training\.device"),
         ({"seeds": [-1]}, r"seeds: must be >= 0"),
         ({"search": {"num_trials": 0}}, r"search\.num_trials"),
@@ -50,15 +72,15 @@ def test_errors_name_the_field(changes, message):
 
 
 def test_unreadable_and_malformed_files_are_named(tmp_path):
-    with pytest.raises(SpecError, match="missing.yaml: cannot read spec"):
+    with pytest.raises(SpecError, match=r"missing\.yaml: cannot read spec"):
         load_spec(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
-    with pytest.raises(SpecError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(SpecError, match=r"bad\.yaml: not valid YAML"):
         load_spec(bad)
     listing = tmp_path / "list.yaml"
     listing.write_text("- 1\n- 2\n")
-    with pytest.raises(SpecError, match="list.yaml: a study spec must be a YAML mapping"):
+    with pytest.raises(SpecError, match=r"list\.yaml: a study spec must be a YAML mapping"):
         load_spec(listing)
 
 

@@ -104,7 +104,9 @@ def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
         history = client.get_metric_history(child.info.run_id, "recon")
         assert [m.step for m in history] == [5, 10, 15, 20, 20]  # every log, then the held-out value
         assert {a.path for a in client.list_artifacts(child.info.run_id)} == {
-            "model.pt", "reconstructions.png", "traversals.png"
+            "model.pt",
+            "reconstructions.png",
+            "traversals.png",
         }
         row = df[df["mlflow_run_id"] == child.info.run_id].iloc[0]
         assert child.data.metrics["mig"] == pytest.approx(row["mig"])
@@ -127,7 +129,7 @@ def test_diverging_trials_are_recorded_failed_and_the_study_finishes(tmp_path):
     assert len(df) == 2 and (df["status"] == "failed").all()
     assert (df["failed_term"] == "recon").all() and (df["failed_step"] == 1).all()
     assert df["failure_reason"].str.contains("non-finite at step 1").all()
-    _, parents, children = _runs(study_dir)
+    _, _, children = _runs(study_dir)
     assert len(children) == 2  # the retry did not open a second run
     for child in children:
         assert child.info.status == "FAILED" and "non-finite" in child.data.tags["failure_reason"]

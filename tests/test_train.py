@@ -59,7 +59,7 @@ def test_reports_terms_checkpoints_and_a_result(tmp_path):
 def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run():
     full = Recorder()
     whole = train(_config(), full)
-    step, state = full.states[0]
+    _, state = full.states[0]
     resumed_rec = Recorder()
     resumed = train(_config(), resumed_rec, resume=state)
     assert [s for s, _ in resumed_rec.terms] == [15, 20]
@@ -90,13 +90,13 @@ def test_bf16_autocast_trains_and_matches_fp32_terms_loosely():
 def test_corrupt_foreign_and_mismatched_checkpoints_are_clear_errors(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="garbage.pt: not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match=r"garbage\.pt: not a readable checkpoint"):
         load_checkpoint(garbage)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)
-    with pytest.raises(CheckpointError, match="foreign.pt: not a vae-study checkpoint"):
+    with pytest.raises(CheckpointError, match=r"foreign\.pt: not a vae-study checkpoint"):
         load_checkpoint(foreign)
-    with pytest.raises(CheckpointError, match="missing.pt: checkpoint file not found"):
+    with pytest.raises(CheckpointError, match=r"missing\.pt: checkpoint file not found"):
         load_checkpoint(tmp_path / "missing.pt")
 
     rec = Recorder()

@@ -21,7 +21,9 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     path = Path(path)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    )
     return path
 
 

@@ -138,10 +138,7 @@ class Schedule:
             raise ScheduleError(f"{where}: must be a number or a mapping, got {config!r}")
         family_name = config.get("schedule", "constant")
         if family_name not in FAMILIES:
-            raise ScheduleError(
-                f"{where}.schedule: unknown schedule {family_name!r}; "
-                f"known: {', '.join(FAMILIES)}"
-            )
+            raise ScheduleError(f"{where}.schedule: unknown schedule {family_name!r}; known: {', '.join(FAMILIES)}")
         family = FAMILIES[family_name]
         unknown = sorted(set(config) - set(family.params) - {"schedule"})
         if unknown:
@@ -159,8 +156,5 @@ class Schedule:
                 raise ScheduleError(f"{where}.{name}: required by schedule {family_name!r}")
         for earlier, later in family.ordered:
             if params[later] <= params[earlier]:
-                raise ScheduleError(
-                    f"{where}.{later}: must be after {earlier} "
-                    f"({params[later]} <= {params[earlier]})"
-                )
+                raise ScheduleError(f"{where}.{later}: must be after {earlier} ({params[later]} <= {params[earlier]})")
         return cls(family_name, params)

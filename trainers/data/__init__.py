@@ -17,9 +17,7 @@ def make_dataset(name: str, **options: object) -> GroundTruthData:
     try:
         factory = DATASETS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}"
-        ) from None
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
     return factory(**options)
 
 

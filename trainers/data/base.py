@@ -40,9 +40,7 @@ class GroundTruthData(ABC):
         return (u * sizes).floor().to(torch.int64)
 
     @abstractmethod
-    def observations(
-        self, factors: torch.Tensor, device: torch.device | str = "cpu"
-    ) -> torch.Tensor:
+    def observations(self, factors: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
         """Observations for factor index rows, float32 ``[n, *observation_shape]``."""
 
     def sample(
@@ -75,9 +73,7 @@ class GroundTruthData(ABC):
 
     def _check_factors(self, factors: torch.Tensor) -> None:
         if factors.ndim != 2 or factors.shape[1] != self.num_factors:
-            raise ValueError(
-                f"factors must have shape [n, {self.num_factors}], got {tuple(factors.shape)}"
-            )
+            raise ValueError(f"factors must have shape [n, {self.num_factors}], got {tuple(factors.shape)}")
         sizes = torch.tensor(self.factor_sizes, device=factors.device)
         if factors.numel() and ((factors < 0).any() or (factors >= sizes).any()):
             raise ValueError(f"factor indices out of range for sizes {self.factor_sizes}")

@@ -55,9 +55,7 @@ class ProceduralDSprites(GroundTruthData):
             "posY": np.linspace(0.0, 1.0, 32),
         }
 
-    def observations(
-        self, factors: torch.Tensor, device: torch.device | str = "cpu"
-    ) -> torch.Tensor:
+    def observations(self, factors: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
         factors = torch.as_tensor(factors, dtype=torch.int64).to(device)
         self._check_factors(factors)
         return render(factors, self.factor_values)

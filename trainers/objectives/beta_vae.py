@@ -12,6 +12,7 @@ the MI / TC / dimension-wise KL decomposition (monitoring only, no gradient).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import torch
 
@@ -29,7 +30,7 @@ class VAE(Objective):
 @register_objective
 class BetaVAE(Objective):
     name = "beta_vae"
-    weight_defaults = {"beta": {"schedule": "constant", "value": 4.0}}
+    weight_defaults = MappingProxyType({"beta": {"schedule": "constant", "value": 4.0}})
 
     def loss(self, terms: Terms, weights: Mapping[str, float]) -> torch.Tensor:
         return terms["recon"] + weights["beta"] * terms["kl"]
@@ -38,10 +39,12 @@ class BetaVAE(Objective):
 @register_objective
 class AnnealedVAE(Objective):
     name = "annealed_vae"
-    weight_defaults = {
-        "gamma": {"schedule": "constant", "value": 1000.0},
-        "capacity": {"schedule": "linear", "start": 0.0, "end": 25.0, "start_step": 0, "end_step": 100_000},
-    }
+    weight_defaults = MappingProxyType(
+        {
+            "gamma": {"schedule": "constant", "value": 1000.0},
+            "capacity": {"schedule": "linear", "start": 0.0, "end": 25.0, "start_step": 0, "end_step": 100_000},
+        }
+    )
 
     def loss(self, terms: Terms, weights: Mapping[str, float]) -> torch.Tensor:
         return terms["recon"] + weights["gamma"] * (terms["kl"] - weights["capacity"]).abs()

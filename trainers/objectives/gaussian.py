@@ -23,9 +23,7 @@ def kl_normal_to_standard(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     return 0.5 * (mu**2 + torch.exp(logvar) - 1.0 - logvar)
 
 
-def reparameterize(
-    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """``z = μ + σ ε`` with ``ε ~ N(0, I)`` (Kingma & Welling 2014)."""
     eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * logvar) * eps
