@@ -1,7 +1,11 @@
 """A tiny study through the real thing: `vae-study run` → local Ray Tune + Optuna → MLflow SQLite → parquet."""
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -133,3 +137,45 @@ def test_diverging_trials_are_recorded_failed_and_the_study_finishes(tmp_path):
     assert len(children) == 2  # the retry did not open a second run
     for child in children:
         assert child.info.status == "FAILED" and "non-finite" in child.data.tags["failure_reason"]
+
+
+def test_a_killed_trial_resumes_from_its_checkpoint_in_the_same_mlflow_run(tmp_path):
+    spec = {
+        **TINY,
+        "training": {**TINY["training"], "steps": 600, "log_every": 10, "checkpoint_every": 100},
+        "search": {"num_trials": 1, "max_concurrent": 1, "max_failures": 2},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    study_dir = tmp_path / "study"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "run", str(path), "--study-dir", str(study_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Wait for the first checkpoint, then SIGKILL the worker process training the trial.
+    deadline = time.monotonic() + 240
+    killed_pid = None
+    while killed_pid is None and time.monotonic() < deadline and proc.poll() is None:
+        for trial_dir in (study_dir / "ray").glob("run_trial_*"):
+            results = trial_dir / "result.json"
+            if list(trial_dir.glob("checkpoint_*")) and results.exists() and results.read_text().strip():
+                killed_pid = json.loads(results.read_text().strip().splitlines()[-1])["pid"]
+                os.kill(killed_pid, signal.SIGKILL)
+                break
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert killed_pid is not None, stdout[-2000:] + stderr[-3000:]
+    assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
+
+    df = load_results(study_dir)
+    assert len(df) == 1 and df["status"].iloc[0] == "completed"
+    resumed = int(df["resumed_from_step"].iloc[0])
+    assert resumed in (100, 200, 300, 400, 500)  # it did not restart at zero
+    client, _, children = _runs(study_dir)
+    assert len(children) == 1  # re-attached, no second run
+    child = children[0]
+    assert child.info.status == "FINISHED" and child.info.run_id == df["mlflow_run_id"].iloc[0]
+    steps = [m.step for m in client.get_metric_history(child.info.run_id, "recon")]
+    assert set(steps) == set(range(10, 601, 10))

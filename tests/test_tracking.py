@@ -1,0 +1,67 @@
+"""TrialTracker against a real MLflow SQLite store, and against a server that is not there."""
+
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from study.tracking import MAX_METRICS_PER_BATCH, StudyRun, TrialTracker, open_study_run
+
+
+@pytest.fixture()
+def study(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return open_study_run(uri, "t", tmp_path / "artifacts", {"study": "t"}, spec)
+
+
+def test_nested_run_batches_and_reattaches(study):
+    tracker = TrialTracker(study, "trial-a", {"variant": "beta_vae"}, {"beta.value": 4.0}, flush_every=10)
+    # 300 steps x 5 terms = 1,500 metrics: more than one log_batch allows.
+    for step in range(1, 301):
+        tracker.log_terms(step, {f"t{i}": step + i for i in range(5)})
+    assert 300 * 5 > MAX_METRICS_PER_BATCH
+    assert tracker.close("KILLED") == 0
+    client = MlflowClient(study.tracking_uri)
+    run = client.get_run(tracker.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == study.parent_run_id
+    assert run.data.params == {"beta.value": "4.0"}
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "t3")] == list(range(1, 301))
+
+    # A retried trial re-attaches to its run and continues its histories.
+    again = TrialTracker(study, "trial-a", {}, {"beta.value": 4.0}, run_id=tracker.run_id, flush_every=10)
+    assert client.get_run(tracker.run_id).info.status == "RUNNING"
+    again.log_terms(301, {"t3": 0.5})
+    again.close("FINISHED")
+    assert client.get_run(tracker.run_id).info.status == "FINISHED"
+    assert len(client.get_metric_history(tracker.run_id, "t3")) == 301
+    children = client.search_runs([study.experiment_id], "tags.`mlflow.parentRunId` != ''")
+    assert [r.info.run_id for r in children] == [tracker.run_id]
+
+
+def test_undeliverable_metrics_are_written_beside_the_trial(study, tmp_path, monkeypatch):
+    # Bound MLflow's own HTTP retries (default: 7 with exponential backoff).
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    tracker = TrialTracker(study, "trial-b", {}, {}, flush_every=1000, retries=2)
+    # The tracking server goes away after the run was created.
+    tracker.client = MlflowClient("http://127.0.0.1:9")
+    tracker.log_terms(1, {"recon": 1.0, "kl": 2.0})
+    tracker.log_terms(2, {"recon": 0.5, "kl": 2.5})
+    spill = tmp_path / "undelivered_metrics.jsonl"
+    with pytest.raises(Exception):  # noqa: B017 - ending the run needs the server too
+        tracker.close("FINISHED", spill)
+    lines = [json.loads(line) for line in spill.read_text().splitlines()]
+    assert sorted((r["key"], r["step"], r["value"]) for r in lines) == [
+        ("kl", 1, 2.0),
+        ("kl", 2, 2.5),
+        ("recon", 1, 1.0),
+        ("recon", 2, 0.5),
+    ]
+
+
+def test_study_run_carries_the_spec(study):
+    client = MlflowClient(study.tracking_uri)
+    assert [a.path for a in client.list_artifacts(study.parent_run_id)] == ["spec.yaml"]
+    assert isinstance(study, StudyRun)
