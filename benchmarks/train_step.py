@@ -4,7 +4,7 @@ Each configuration runs in a fresh child process (GLIBC_TUNABLES only acts when 
 before Python starts), one thread per process, after a warm-up; the table reports
 images/s and the ratio to the baseline (fp32, glibc defaults) measured in the same run.
 
-    python benchmarks/train_step.py [--seconds 20] [--batch-size 64] [--threads 1]
+    python benchmarks/train_step.py [--seconds 20] [--batch-size 64] [--threads 1] [--variant beta_vae]
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ import time
 TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296"
 
 
-def child(kind: str, precision: str, seconds: float, batch_size: int, threads: int) -> None:
+def child(kind: str, precision: str, seconds: float, batch_size: int, threads: int, variant: str) -> None:
     import torch
 
-    from trainers.config import TrainConfig
     from trainers.data import make_dataset
-    from trainers.models import GaussianVAE
     from trainers.objectives import make_objective
-    from trainers.train import _forward_terms
 
     torch.set_num_threads(threads)
     data = make_dataset("dsprites")
@@ -34,18 +31,12 @@ def child(kind: str, precision: str, seconds: float, batch_size: int, threads: i
     if kind == "render":
         step = lambda: data.observations(data.sample_factors(batch_size, rng))  # noqa: E731
     else:
-        config = TrainConfig(precision=precision, batch_size=batch_size)
-        model = GaussianVAE(config.latent_dim)
-        objective = make_objective("beta_vae", {}, data.size)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        objective = make_objective(variant, {}, data.size)
+        model = objective.build_model(10, 1, "code")
+        optimizers = objective.make_optimizers(model, 1e-4)
         noise = torch.Generator().manual_seed(1)
-
-        def step() -> None:
-            x = data.observations(data.sample_factors(batch_size, rng))
-            terms = _forward_terms(model, objective, x, 0, noise, precision)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
+        batch = lambda: data.observations(data.sample_factors(batch_size, rng))  # noqa: E731
+        step = lambda: objective.train_step(model, optimizers, batch, 0, noise, precision)  # noqa: E731
 
     for _ in range(5):
         step()
@@ -61,10 +52,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variant", default="beta_vae")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], args.seconds, args.batch_size, args.threads)
+        child(args.child[0], args.child[1], args.seconds, args.batch_size, args.threads, args.variant)
         return
 
     rows = []
@@ -73,12 +65,14 @@ def main() -> None:
             env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
             if tunables:
                 env["GLIBC_TUNABLES"] = TUNABLES
-            cmd = [sys.executable, __file__, "--child", kind, precision, "--seconds", str(args.seconds),
-                   "--batch-size", str(args.batch_size), "--threads", str(args.threads)]  # fmt: skip
+            cmd = [
+                *(sys.executable, __file__, "--child", kind, precision, "--seconds", str(args.seconds)),
+                *("--batch-size", str(args.batch_size), "--threads", str(args.threads), "--variant", args.variant),
+            ]
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
             rows.append((kind, precision, tunables, json.loads(out.splitlines()[-1])["images_per_second"]))
 
-    print(f"batch {args.batch_size}, {args.threads} thread(s), {args.seconds:.0f} s per row")
+    print(f"{args.variant}, batch {args.batch_size}, {args.threads} thread(s), {args.seconds:.0f} s per row")
     print(f"{'what':<8}{'precision':<11}{'malloc tunables':<17}{'images/s':>10}{'ratio':>8}")
     baseline = {kind: ips for kind, precision, tun, ips in rows if not tun and precision in ("-", "fp32")}
     for kind, precision, tunables, ips in rows:

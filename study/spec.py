@@ -18,7 +18,7 @@ from trainers.config import EvalConfig, TrainConfig
 from trainers.data import DATASETS
 from trainers.metrics import METRICS
 from trainers.models import KERNEL_CHOICES
-from trainers.objectives import OBJECTIVES
+from trainers.objectives import OBJECTIVES, variant_term_names
 from trainers.objectives.gaussian import ESTIMATORS
 from trainers.schedules import FAMILIES, Schedule, ScheduleError
 
@@ -72,7 +72,7 @@ class TrainingSpec(_Model):
     lr: float = Field(1e-4, gt=0)
     precision: Literal["fp32", "bf16"] = "fp32"
     device: str = "auto"
-    estimator: Literal[ESTIMATORS] = "mss"  # type: ignore[valid-type]
+    estimator: Literal[("auto", *ESTIMATORS)] = "auto"  # type: ignore[valid-type]
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(0, ge=0)
 
@@ -114,6 +114,8 @@ class StudySpec(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     study_dir: str | None = None
     variant: str
+    #: Structural options of the variant (e.g. HFVAE's latent groups).
+    variant_options: dict[str, Any] = Field(default_factory=dict)
     dataset: str = "dsprites"
     model: ModelSpec = ModelSpec()
     training: TrainingSpec = TrainingSpec()
@@ -158,6 +160,7 @@ class StudySpec(_Model):
         t = self.training
         return TrainConfig(
             variant=self.variant,
+            variant_options=dict(self.variant_options),
             weights=weights,
             dataset=self.dataset,
             latent_dim=self.model.latent_dim,
@@ -196,7 +199,12 @@ def check_spec(spec: StudySpec) -> None:
             problems.append(f"{where}: variant {spec.variant!r} takes no such weight (it takes: {accepted})")
             continue
         problems.extend(_check_weight(weight, where))
-    produced = set(objective.term_names()) | set(METRICS)
+    try:
+        terms = variant_term_names(spec.variant, spec.variant_options)
+    except (ValueError, TypeError) as error:
+        problems.append(str(error) if str(error).startswith("variant_options") else f"variant_options: {error}")
+        terms = ()
+    produced = set(terms) | set(METRICS)
     seen: set[str] = set()
     for i, target in enumerate(spec.objectives):
         if target.name not in produced:

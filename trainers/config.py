@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-PRECISIONS = ("fp32", "bf16")
+from trainers.precision import PRECISIONS
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -32,9 +33,12 @@ class TrainConfig:
     #: Schedule config per weight name, e.g. ``{"beta": {"schedule": "constant", "value": 4}}``.
     weights: dict[str, Any] = field(default_factory=dict)
     dataset: str = "dsprites"
+    #: Structural options of the variant (latent groups, discrete sizes, ...).
+    variant_options: dict[str, Any] = field(default_factory=dict)
     latent_dim: int = 10
     kernels: str = "code"
-    estimator: str = "mss"
+    #: Estimator of log q(z) for the decomposition: auto (the variant's), mss, mws, hfvae.
+    estimator: str = "auto"
     steps: int = 1000
     batch_size: int = 64
     #: Adam as in disentanglement_lib: lr 1e-4, betas (0.9, 0.999), eps 1e-8.

@@ -15,7 +15,6 @@ import copy
 import json
 import time
 from collections.abc import Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,9 +27,8 @@ from trainers.config import TrainConfig
 from trainers.data import GroundTruthData, make_dataset
 from trainers.images import tile, write_png
 from trainers.metrics import compute_mig
-from trainers.models import GaussianVAE
+from trainers.models import TRAVERSAL_VALUES
 from trainers.objectives import Objective, make_objective
-from trainers.objectives.gaussian import reparameterize
 
 
 class TrainingDiverged(RuntimeError):
@@ -121,29 +119,6 @@ class _TermAccumulator:
         return means
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def _forward_terms(
-    model: GaussianVAE,
-    objective: Objective,
-    x: torch.Tensor,
-    step: int,
-    noise: torch.Generator,
-    precision: str,
-) -> dict[str, torch.Tensor]:
-    with _autocast(x.device, precision):
-        posterior = model.encode(x)
-    mu, logvar = posterior.mu.float(), posterior.logvar.float()
-    z = reparameterize(mu, logvar, noise)
-    with _autocast(x.device, precision):
-        logits = model.decode(z)
-    return objective(x, mu, logvar, z, logits, step)
-
-
 def train(
     config: TrainConfig,
     report: Reporter,
@@ -156,34 +131,33 @@ def train(
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     data = make_dataset(config.dataset)
-    objective = make_objective(config.variant, config.weights, data.size, config.estimator)
+    objective = make_objective(config.variant, config.weights, data.size, config.estimator, config.variant_options)
     seeds = stream_seeds(config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seeds["init"])
-        model = GaussianVAE(config.latent_dim, data.observation_shape[0], config.kernels)
+        model = objective.build_model(config.latent_dim, data.observation_shape[0], config.kernels)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    optimizers = objective.make_optimizers(model, config.lr)
     data_rng = torch.Generator().manual_seed(seeds["data"])
     noise_rng = torch.Generator(device=device).manual_seed(seeds["noise"])
     start = 0
     if resume is not None:
-        start = _restore(resume, config, model, optimizer, data_rng, noise_rng)
+        start = _restore(resume, config, model, optimizers, data_rng, noise_rng)
+
+    def next_batch() -> torch.Tensor:
+        return data.observations(data.sample_factors(config.batch_size, data_rng), device)
 
     accumulator = _TermAccumulator()
     began = time.perf_counter()
     model.train()
     for step in range(start, config.steps):
-        x = data.observations(data.sample_factors(config.batch_size, data_rng), device)
-        terms = _forward_terms(model, objective, x, step, noise_rng, config.precision)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
+        terms = objective.train_step(model, optimizers, next_batch, step, noise_rng, config.precision)
         accumulator.add(step, terms)
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
             report.on_terms(done, accumulator.pop())
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
-            report.on_checkpoint(done, training_state(done, config, model, optimizer, data_rng, noise_rng))
+            report.on_checkpoint(done, training_state(done, config, model, optimizers, data_rng, noise_rng))
     train_seconds = time.perf_counter() - began
 
     began = time.perf_counter()
@@ -197,7 +171,7 @@ def train(
         images_per_second=(config.steps - start) * config.batch_size / max(train_seconds, 1e-9),
     )
     if output_dir is not None:
-        state = training_state(config.steps, config, model, optimizer, data_rng, noise_rng)
+        state = training_state(config.steps, config, model, optimizers, data_rng, noise_rng)
         result.artifacts = write_artifacts(Path(output_dir), model, data, config, device, state)
     report.on_end(result)
     return result
@@ -207,7 +181,7 @@ def training_state(
     step: int,
     config: TrainConfig,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizers: Mapping[str, torch.optim.Optimizer],
     data_rng: torch.Generator,
     noise_rng: torch.Generator,
 ) -> dict[str, Any]:
@@ -219,21 +193,21 @@ def training_state(
         "step": step,
         "config": json.dumps(config.to_dict(), sort_keys=True),
         "model": copy.deepcopy(model.state_dict()),
-        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "optimizers": {name: copy.deepcopy(opt.state_dict()) for name, opt in optimizers.items()},
         "data_rng": data_rng.get_state(),
         "noise_rng": noise_rng.get_state(),
     }
 
 
 #: Fields that must agree between a checkpoint and the run resuming it.
-_STRUCTURAL = ("variant", "dataset", "latent_dim", "kernels", "batch_size", "steps", "seed")
+_STRUCTURAL = ("variant", "variant_options", "dataset", "latent_dim", "kernels", "batch_size", "steps", "seed")
 
 
 def _restore(
     state: Mapping[str, Any],
     config: TrainConfig,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizers: Mapping[str, torch.optim.Optimizer],
     data_rng: torch.Generator,
     noise_rng: torch.Generator,
 ) -> int:
@@ -245,7 +219,8 @@ def _restore(
                     f"checkpoint was written for {name}={saved[name]!r}, this run has {getattr(config, name)!r}"
                 )
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
         data_rng.set_state(state["data_rng"])
         noise_rng.set_state(state["noise_rng"])
         return int(state["step"])
@@ -255,7 +230,7 @@ def _restore(
 
 @torch.no_grad()
 def evaluate(
-    model: GaussianVAE,
+    model: torch.nn.Module,
     objective: Objective,
     data: GroundTruthData,
     config: TrainConfig,
@@ -272,13 +247,13 @@ def evaluate(
         if n < 2:
             break
         x = data.observations(data.sample_factors(n, rng), device)
-        terms = _forward_terms(model, objective, x, config.steps, noise, "fp32")
+        terms = objective.forward_terms(model, x, config.steps, noise, "fp32")
         for name, value in terms.items():
             totals[name] = totals.get(name, 0.0) + float(value) * n
         seen += n
     terms = {name: total / seen for name, total in totals.items()}
     metrics = compute_mig(
-        lambda x: model.encode(x).mu,
+        model.representation,
         data,
         seed=config.eval.seed,
         num_points=config.eval.mig_points,
@@ -291,28 +266,21 @@ def evaluate(
 @torch.no_grad()
 def write_artifacts(
     out: Path,
-    model: GaussianVAE,
+    model: torch.nn.Module,
     data: GroundTruthData,
     config: TrainConfig,
     device: torch.device,
     state: dict[str, Any],
 ) -> dict[str, Path]:
-    """Reconstruction grid, latent traversals and the final checkpoint."""
+    """Reconstruction grid, latent traversals (one row per latent) and the final checkpoint."""
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     rng = torch.Generator().manual_seed(config.eval.seed)
     x = data.observations(data.sample_factors(8, rng), device)
-    recon = torch.sigmoid(model.decode(model.encode(x).mu))
-    artifacts = {"reconstructions": write_png(out / "reconstructions.png", tile(torch.cat([x, recon]), 2, 8))}
-
-    # One row per latent: the first image's mean code with that latent swept over ±2.5.
-    values = torch.linspace(-2.5, 2.5, 9, device=device)
-    base = model.encode(x[:1]).mu.repeat(len(values), 1)
-    rows = []
-    for dim in range(config.latent_dim):
-        codes = base.clone()
-        codes[:, dim] = values
-        rows.append(torch.sigmoid(model.decode(codes)))
-    artifacts["traversals"] = write_png(out / "traversals.png", tile(torch.cat(rows), config.latent_dim, len(values)))
+    grid = torch.cat([x, model.reconstruct(x)])
+    artifacts = {"reconstructions": write_png(out / "reconstructions.png", tile(grid, 2, 8))}
+    rows = model.traverse(x)
+    columns = len(TRAVERSAL_VALUES)
+    artifacts["traversals"] = write_png(out / "traversals.png", tile(rows, len(rows) // columns, columns))
     artifacts["checkpoint"] = save_checkpoint(out / "model.pt", state)
     return artifacts

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 KERNEL_CHOICES = ("code", "paper")
+#: Latent values a traversal sweeps through (in prior standard deviations).
+TRAVERSAL_VALUES = tuple(torch.linspace(-2.5, 2.5, 9).tolist())
 
 
 @dataclass
@@ -31,13 +33,15 @@ class EncoderOutput:
     logvar: torch.Tensor
 
 
-class ConvEncoder(nn.Module):
-    def __init__(self, latent_dim: int, in_channels: int = 1, kernels: str = "code") -> None:
+class ConvFeatures(nn.Module):
+    """The encoder's convolutional trunk up to the 256-unit hidden layer."""
+
+    def __init__(self, in_channels: int = 1, kernels: str = "code") -> None:
         super().__init__()
         if kernels not in KERNEL_CHOICES:
             raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {kernels!r}")
         k, p = (2, 0) if kernels == "code" else (4, 1)
-        self.features = nn.Sequential(
+        self.net = nn.Sequential(
             nn.Conv2d(in_channels, 32, 4, 2, 1), nn.ReLU(),
             nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),
             nn.Conv2d(32, 64, k, 2, p), nn.ReLU(),
@@ -45,6 +49,17 @@ class ConvEncoder(nn.Module):
             nn.Flatten(),
             nn.Linear(64 * 4 * 4, 256), nn.ReLU(),
         )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ConvEncoder(nn.Module):
+    """Trunk plus a linear head to ``2·latent_dim`` Gaussian parameters."""
+
+    def __init__(self, latent_dim: int, in_channels: int = 1, kernels: str = "code") -> None:
+        super().__init__()
+        self.features = ConvFeatures(in_channels, kernels)
         self.head = nn.Linear(256, 2 * latent_dim)
         self.latent_dim = latent_dim
 
@@ -72,7 +87,7 @@ class ConvDecoder(nn.Module):
 
 
 class GaussianVAE(nn.Module):
-    """Encoder, reparameterised sample, decoder."""
+    """Encoder to a diagonal Gaussian, decoder from a sample."""
 
     def __init__(self, latent_dim: int, in_channels: int = 1, kernels: str = "code") -> None:
         super().__init__()
@@ -85,3 +100,20 @@ class GaussianVAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """The code metrics score: the posterior mean."""
+        return self.encode(x).mu
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Bernoulli means decoded from the posterior mean."""
+        return torch.sigmoid(self.decode(self.encode(x).mu))
+
+    def traverse(self, x: torch.Tensor, values: tuple[float, ...] = TRAVERSAL_VALUES) -> torch.Tensor:
+        """One row per latent: ``x[0]``'s mean code with that latent swept over ``values``."""
+        base = self.encode(x[:1]).mu
+        codes = base.repeat(self.latent_dim * len(values), 1)
+        sweep = torch.tensor(values, device=base.device, dtype=base.dtype)
+        for dim in range(self.latent_dim):
+            codes[dim * len(values) : (dim + 1) * len(values), dim] = sweep
+        return torch.sigmoid(self.decode(codes))

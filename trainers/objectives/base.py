@@ -1,27 +1,33 @@
 """The objective interface and registry.
 
-An objective turns one forward pass into a mapping of named scalar terms plus the
-total ``loss``.  The names are data: they flow unchanged to the training log,
-MLflow, the results parquet and the plots.
+An objective (one per VAE variant) owns what differs between variants: the model
+it trains, its optimisers, the forward pass, and the mapping of named scalar terms
+plus the total ``loss`` it returns.  The names are data: they flow unchanged to the
+training log, MLflow, the results parquet and the plots.
 
 Loss scale, for every variant: reconstruction is summed over pixels and KL over
-latent dimensions, each then averaged over the batch, so that β, γ and C mean what
-they mean in the papers (Higgins et al. 2017; Burgess et al. 2018).
+latent dimensions, each then averaged over the batch, so that published β, γ and C
+values carry over (Higgins et al. 2017; Burgess et al. 2018).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from trainers.objectives.gaussian import kl_decomposition, kl_normal_to_standard
+from trainers.models import GaussianVAE
+from trainers.objectives.gaussian import ESTIMATORS, kl_decomposition, kl_normal_to_standard, reparameterize
+from trainers.precision import autocast
 from trainers.schedules import Schedule
 
 Terms = dict[str, torch.Tensor]
+ELBO_TERMS = ("recon", "kl", "index_code_mi", "total_correlation", "dimwise_kl")
 
 
 def bernoulli_recon(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -30,39 +36,108 @@ def bernoulli_recon(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return nll.flatten(1).sum(1).mean()
 
 
+def adam(parameters: Any, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """Adam as in disentanglement_lib: betas (0.9, 0.999), eps 1e-8."""
+    return torch.optim.Adam(parameters, lr=lr, betas=betas, eps=1e-8)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """A variant without options of its own."""
+
+
 class Objective(ABC):
-    """Base of every objective; subclasses register themselves by name.
+    """Base of every variant; subclasses register themselves by name.
 
     ``weight_defaults`` declares the schedules a variant takes (e.g. ``beta``) with
     their default configs; the value in force at each step is reported as a term
-    of the same name so the schedule can be plotted next to its effect.
+    of the same name, so the schedule can be plotted next to its effect.
+    ``Options`` is the dataclass of the variant's structural options (latent
+    groups, discrete latent sizes, ...), validated in ``__post_init__``.
     """
 
     name: ClassVar[str]
     weight_defaults: ClassVar[Mapping[str, Mapping[str, object]]] = {}
-    #: Whether the MI/TC/dimwise-KL decomposition enters the loss (needs gradients).
-    decomposition_in_loss: ClassVar[bool] = False
-    #: Names of the terms :meth:`extra_terms` adds.
-    extra_term_names: ClassVar[tuple[str, ...]] = ()
-    ELBO_TERMS: ClassVar[tuple[str, ...]] = ("recon", "kl", "index_code_mi", "total_correlation", "dimwise_kl")
-
-    @classmethod
-    def term_names(cls) -> tuple[str, ...]:
-        """Every term this objective reports, in report order."""
-        return (*cls.ELBO_TERMS, *cls.extra_term_names, "loss", *cls.weight_defaults)
+    Options: ClassVar[type] = NoOptions
+    #: Estimator of log q(z) used when the config says ``auto``.
+    preferred_estimator: ClassVar[str] = "mss"
 
     def __init__(
         self,
         weights: Mapping[str, Schedule],
         dataset_size: int,
-        estimator: str = "mss",
+        estimator: str = "auto",
+        options: Any = None,
     ) -> None:
         self.weights = dict(weights)
         self.dataset_size = dataset_size
-        self.estimator = estimator
+        self.estimator = self.preferred_estimator if estimator == "auto" else estimator
+        self.options = options if options is not None else self.Options()
+
+    @abstractmethod
+    def term_names(self) -> tuple[str, ...]:
+        """Every term this objective reports, in report order."""
 
     def weights_at(self, step: int) -> dict[str, float]:
         return {name: schedule(step) for name, schedule in self.weights.items()}
+
+    def build_model(self, latent_dim: int, in_channels: int, kernels: str) -> nn.Module:
+        return GaussianVAE(latent_dim, in_channels, kernels)
+
+    def make_optimizers(self, model: nn.Module, lr: float) -> dict[str, torch.optim.Optimizer]:
+        return {"model": adam(model.parameters(), lr)}
+
+    @abstractmethod
+    def forward_terms(
+        self, model: nn.Module, x: torch.Tensor, step: int, noise: torch.Generator, precision: str
+    ) -> Terms:
+        """Terms of one batch (differentiable where the loss needs it)."""
+
+    def train_step(
+        self,
+        model: nn.Module,
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        next_batch: Callable[[], torch.Tensor],
+        step: int,
+        noise: torch.Generator,
+        precision: str,
+    ) -> Terms:
+        """One optimisation step; returns the step's terms."""
+        terms = self.forward_terms(model, next_batch(), step, noise, precision)
+        for optimizer in optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        for optimizer in optimizers.values():
+            optimizer.step()
+        return terms
+
+
+class GaussianObjective(Objective):
+    """Variants of one diagonal-Gaussian latent layer with a single sample per image.
+
+    The terms are ``recon``, the closed-form ``kl``, its decomposition (Chen et al.
+    2018) into ``index_code_mi``, ``total_correlation`` and ``dimwise_kl``, any
+    :meth:`extra_terms`, ``loss``, and the weights in force.
+    """
+
+    #: Whether the decomposition enters the loss (and so needs gradients).
+    decomposition_in_loss: ClassVar[bool] = False
+    decomposition_terms: ClassVar[tuple[str, ...]] = ("index_code_mi", "total_correlation", "dimwise_kl")
+    extra_term_names: ClassVar[tuple[str, ...]] = ()
+
+    def term_names(self) -> tuple[str, ...]:
+        return ("recon", "kl", *self.decomposition_terms, *self.extra_term_names, "loss", *self.weight_defaults)
+
+    def forward_terms(
+        self, model: nn.Module, x: torch.Tensor, step: int, noise: torch.Generator, precision: str
+    ) -> Terms:
+        with autocast(x.device, precision):
+            posterior = model.encode(x)
+        mu, logvar = posterior.mu.float(), posterior.logvar.float()
+        z = reparameterize(mu, logvar, noise)
+        with autocast(x.device, precision):
+            logits = model.decode(z)
+        return self(x, mu, logvar, z, logits, step)
 
     def __call__(
         self,
@@ -73,21 +148,33 @@ class Objective(ABC):
         logits: torch.Tensor,
         step: int,
     ) -> Terms:
+        """Terms from one forward pass's tensors (the pure part of the objective)."""
         mu, logvar, z = mu.float(), logvar.float(), z.float()
         terms: Terms = {
             "recon": bernoulli_recon(logits, x),
             "kl": kl_normal_to_standard(mu, logvar).sum(1).mean(),
         }
         with torch.set_grad_enabled(self.decomposition_in_loss and torch.is_grad_enabled()):
-            terms.update(kl_decomposition(z, mu, logvar, self.dataset_size, self.estimator))
+            terms.update(self.decompose(z, mu, logvar))
         weights = self.weights_at(step)
-        terms.update(self.extra_terms(terms, weights))
+        terms.update(self.extra_terms(x, mu, logvar, z, terms, weights))
         terms["loss"] = self.loss(terms, weights)
         for name, value in weights.items():
             terms[name] = torch.tensor(value)
         return terms
 
-    def extra_terms(self, terms: Terms, weights: Mapping[str, float]) -> Terms:
+    def decompose(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> Terms:
+        return kl_decomposition(z, mu, logvar, self.dataset_size, self.estimator)
+
+    def extra_terms(
+        self,
+        x: torch.Tensor,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        z: torch.Tensor,
+        terms: Terms,
+        weights: Mapping[str, float],
+    ) -> Terms:
         """Terms beyond the ELBO's that the loss uses (none by default)."""
         return {}
 
@@ -107,19 +194,39 @@ def register_objective(cls: type[Objective]) -> type[Objective]:
     return cls
 
 
+def make_options(variant: str, options: Mapping[str, Any] | None) -> Any:
+    """Validate a variant's options mapping into its ``Options`` dataclass."""
+    cls = OBJECTIVES[variant].Options
+    options = dict(options or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        accepted = ", ".join(sorted(known)) or "none"
+        raise ValueError(f"variant_options.{unknown[0]}: variant {variant!r} has no such option (it has: {accepted})")
+    return cls(**options)
+
+
+def variant_term_names(variant: str, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """The terms ``variant`` reports with ``options`` (they do not depend on the weights)."""
+    return make_objective(variant, {}, dataset_size=2, options=options).term_names()
+
+
 def make_objective(
     variant: str,
     weights: Mapping[str, object],
     dataset_size: int,
-    estimator: str = "mss",
+    estimator: str = "auto",
+    options: Mapping[str, Any] | None = None,
 ) -> Objective:
-    """Build the registered objective ``variant`` with validated schedules.
+    """Build the registered objective ``variant`` with validated schedules and options.
 
     ``weights`` maps a weight name to a schedule config; missing weights take the
     variant's defaults.  Errors name the offending field (``weights.beta.end``).
     """
     if variant not in OBJECTIVES:
         raise ValueError(f"variant: unknown variant {variant!r}; known: {', '.join(sorted(OBJECTIVES))}")
+    if estimator != "auto" and estimator not in ESTIMATORS:
+        raise ValueError(f"estimator: must be auto or one of {ESTIMATORS}, got {estimator!r}")
     cls = OBJECTIVES[variant]
     unknown = sorted(set(weights) - set(cls.weight_defaults))
     if unknown:
@@ -129,4 +236,4 @@ def make_objective(
         name: Schedule.from_config(weights.get(name, default), f"weights.{name}")
         for name, default in cls.weight_defaults.items()
     }
-    return cls(schedules, dataset_size, estimator)
+    return cls(schedules, dataset_size, estimator, make_options(variant, options))

@@ -16,11 +16,11 @@ from types import MappingProxyType
 
 import torch
 
-from trainers.objectives.base import Objective, Terms, register_objective
+from trainers.objectives.base import GaussianObjective, Terms, register_objective
 
 
 @register_objective
-class VAE(Objective):
+class VAE(GaussianObjective):
     name = "vae"
 
     def loss(self, terms: Terms, weights: Mapping[str, float]) -> torch.Tensor:
@@ -28,7 +28,7 @@ class VAE(Objective):
 
 
 @register_objective
-class BetaVAE(Objective):
+class BetaVAE(GaussianObjective):
     name = "beta_vae"
     weight_defaults = MappingProxyType({"beta": {"schedule": "constant", "value": 4.0}})
 
@@ -37,7 +37,7 @@ class BetaVAE(Objective):
 
 
 @register_objective
-class AnnealedVAE(Objective):
+class AnnealedVAE(GaussianObjective):
     name = "annealed_vae"
     weight_defaults = MappingProxyType(
         {

@@ -10,7 +10,7 @@ import math
 import torch
 
 LOG_2PI = math.log(2.0 * math.pi)
-ESTIMATORS = ("mss", "mws")
+ESTIMATORS = ("mss", "mws", "hfvae")
 
 
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -49,6 +49,10 @@ def log_importance_weights(
 
     ``mws`` — minibatch weighted sampling: every weight is ``1/(N·B)``; the data-set
     size N stays in the estimator (dropping it shifts TC by ``(D−1)·log(N·B)``).
+
+    ``hfvae`` — Esmaeili et al. (2019): the item's own weight 1/N on the diagonal and
+    the rest of the mass spread evenly, ``(N−1)/(N·(B−1))``, over the other B−1 items
+    (the (N−1)/(B−1) correction of the batch estimate of the other items' sum).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
@@ -58,6 +62,10 @@ def log_importance_weights(
     if estimator == "mws":
         return torch.full((b, b), -math.log(n * b), device=device, dtype=dtype)
     m = b - 1
+    if estimator == "hfvae":
+        weights = torch.full((b, b), (n - 1) / (n * m), dtype=torch.float64)
+        weights.fill_diagonal_(1.0 / n)
+        return weights.log().to(device=device, dtype=dtype)
     if n < m:
         raise ValueError(f"dataset_size {dataset_size} must be >= batch_size - 1 = {m}")
     weights = torch.full((b, b), 1.0 / m, dtype=torch.float64)
