@@ -1,6 +1,15 @@
 """Objectives, one module per family, registered by name on import."""
 
-from trainers.objectives import beta_vae  # noqa: F401  (registers vae, beta_vae, annealed_vae)
+from trainers.objectives import (  # noqa: F401  (each module registers its variants)
+    beta_tcvae,
+    beta_vae,
+    dip_vae,
+    factor_vae,
+    hfvae,
+    iwae,
+    joint_vae,
+    ladder_vae,
+)
 from trainers.objectives.base import (
     OBJECTIVES,
     GaussianObjective,

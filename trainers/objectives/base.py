@@ -74,6 +74,9 @@ class Objective(ABC):
         self.estimator = self.preferred_estimator if estimator == "auto" else estimator
         self.options = options if options is not None else self.Options()
 
+    def check_latent_dim(self, latent_dim: int) -> None:
+        """Raise ``ValueError`` naming the option if ``latent_dim`` does not fit the options."""
+
     @abstractmethod
     def term_names(self) -> tuple[str, ...]:
         """Every term this objective reports, in report order."""
@@ -131,13 +134,39 @@ class GaussianObjective(Objective):
     def forward_terms(
         self, model: nn.Module, x: torch.Tensor, step: int, noise: torch.Generator, precision: str
     ) -> Terms:
+        return self(x, *self.encode_decode(model, x, noise, precision), step)
+
+    @staticmethod
+    def encode_decode(
+        model: nn.Module, x: torch.Tensor, noise: torch.Generator, precision: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(μ, log σ², z, logits)`` of one reparameterised pass; latents in float32."""
         with autocast(x.device, precision):
             posterior = model.encode(x)
         mu, logvar = posterior.mu.float(), posterior.logvar.float()
         z = reparameterize(mu, logvar, noise)
         with autocast(x.device, precision):
             logits = model.decode(z)
-        return self(x, mu, logvar, z, logits, step)
+        return mu, logvar, z, logits
+
+    def elbo_terms(
+        self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, logits: torch.Tensor
+    ) -> Terms:
+        """``recon``, the closed-form ``kl`` and the decomposition terms."""
+        terms: Terms = {
+            "recon": bernoulli_recon(logits, x),
+            "kl": kl_normal_to_standard(mu, logvar).sum(1).mean(),
+        }
+        with torch.set_grad_enabled(self.decomposition_in_loss and torch.is_grad_enabled()):
+            terms.update(self.decompose(z, mu, logvar))
+        return terms
+
+    def finish(self, terms: Terms, weights: Mapping[str, float]) -> Terms:
+        """Add ``loss`` and the weights in force."""
+        terms["loss"] = self.loss(terms, weights)
+        for name, value in weights.items():
+            terms[name] = torch.tensor(value)
+        return terms
 
     def __call__(
         self,
@@ -150,18 +179,10 @@ class GaussianObjective(Objective):
     ) -> Terms:
         """Terms from one forward pass's tensors (the pure part of the objective)."""
         mu, logvar, z = mu.float(), logvar.float(), z.float()
-        terms: Terms = {
-            "recon": bernoulli_recon(logits, x),
-            "kl": kl_normal_to_standard(mu, logvar).sum(1).mean(),
-        }
-        with torch.set_grad_enabled(self.decomposition_in_loss and torch.is_grad_enabled()):
-            terms.update(self.decompose(z, mu, logvar))
+        terms = self.elbo_terms(x, mu, logvar, z, logits)
         weights = self.weights_at(step)
         terms.update(self.extra_terms(x, mu, logvar, z, terms, weights))
-        terms["loss"] = self.loss(terms, weights)
-        for name, value in weights.items():
-            terms[name] = torch.tensor(value)
-        return terms
+        return self.finish(terms, weights)
 
     def decompose(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> Terms:
         return kl_decomposition(z, mu, logvar, self.dataset_size, self.estimator)
@@ -203,7 +224,10 @@ def make_options(variant: str, options: Mapping[str, Any] | None) -> Any:
     if unknown:
         accepted = ", ".join(sorted(known)) or "none"
         raise ValueError(f"variant_options.{unknown[0]}: variant {variant!r} has no such option (it has: {accepted})")
-    return cls(**options)
+    try:
+        return cls(**options)
+    except TypeError as error:
+        raise ValueError(f"variant_options: {error}") from None
 
 
 def variant_term_names(variant: str, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
@@ -217,6 +241,7 @@ def make_objective(
     dataset_size: int,
     estimator: str = "auto",
     options: Mapping[str, Any] | None = None,
+    latent_dim: int | None = None,
 ) -> Objective:
     """Build the registered objective ``variant`` with validated schedules and options.
 
@@ -236,4 +261,7 @@ def make_objective(
         name: Schedule.from_config(weights.get(name, default), f"weights.{name}")
         for name, default in cls.weight_defaults.items()
     }
-    return cls(schedules, dataset_size, estimator, make_options(variant, options))
+    objective = cls(schedules, dataset_size, estimator, make_options(variant, options))
+    if latent_dim is not None:
+        objective.check_latent_dim(latent_dim)
+    return objective
