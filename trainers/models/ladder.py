@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from trainers.distributions import reparameterize
 from trainers.models.conv import TRAVERSAL_VALUES, ConvDecoder, ConvFeatures
-from trainers.objectives.gaussian import reparameterize
 
 
 @dataclass

@@ -74,7 +74,7 @@ class Objective(ABC):
         self.estimator = self.preferred_estimator if estimator == "auto" else estimator
         self.options = options if options is not None else self.Options()
 
-    def check_latent_dim(self, latent_dim: int) -> None:
+    def check_latent_dim(self, latent_dim: int) -> None:  # noqa: B027 - optional hook
         """Raise ``ValueError`` naming the option if ``latent_dim`` does not fit the options."""
 
     @abstractmethod
