@@ -40,6 +40,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.num_trials is not None:
         if args.num_trials < 1:
             raise SpecError("--num-trials: must be >= 1")
+        if spec.search.mode == "grid":
+            raise SpecError("--num-trials: a grid study runs every combination of its choices and seeds")
         spec.search.num_trials = args.num_trials
     study_dir = args.study_dir or Path(spec.study_dir or Path("studies") / spec.name)
 

@@ -24,7 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 from analysis.plots import plot_pareto
 from analysis.results import load_results
 from study.export import export_results
-from study.space import DefineByRun, make_sampler
+from study.space import DefineByRun, grid_points, make_sampler, strip_variant_prefix
 from study.spec import SpecError, StudySpec
 from study.tracking import close_study_run, default_tracking_uri, open_study_run
 from study.trial import RESULT_FILE, TrialContext, run_trial, write_json_atomic
@@ -66,7 +66,7 @@ class _RecordCrashes(tune.Callback):
         folder.mkdir(parents=True, exist_ok=True)
         error = trial.get_error()
         reason = str(error).strip().splitlines()[-1] if error else "trial crashed"
-        config = dict(trial.config)
+        config = strip_variant_prefix(dict(trial.config.get("point", trial.config)))
         write_json_atomic(
             folder / RESULT_FILE,
             {
@@ -74,7 +74,7 @@ class _RecordCrashes(tune.Callback):
                 "trial_name": str(trial),
                 "status": "error",
                 "failure_reason": reason,
-                "variant": self.spec.variant,
+                "variant": config.pop("variant", None),
                 "seed": config.pop("seed", None),
                 "params": config,
                 "steps": self.spec.training.steps,
@@ -134,20 +134,30 @@ def run_study(
         tags={
             "study": spec.name,
             "dataset": spec.dataset,
-            "variant": spec.variant,
-            "search_algorithm": f"optuna-{spec.search.sampler}",
+            "variant": ",".join(spec.variant_specs()),
+            "search_algorithm": "grid" if spec.search.mode == "grid" else f"optuna-{spec.search.sampler}",
             "objectives": ",".join(f"{n}:{m}" for n, m in zip(names, modes, strict=True)),
             "study_dir": str(study_dir),
         },
         spec_file=spec_file,
     )
 
-    searcher = FinalResultOptunaSearch(
-        space=DefineByRun(spec),
-        metric=names if spec.multi_objective else names[0],
-        mode=modes if spec.multi_objective else modes[0],
-        sampler=make_sampler(spec),
-    )
+    if spec.search.mode == "grid":
+        points = grid_points(spec)
+        param_space: dict[str, Any] = {"point": tune.grid_search(points)}
+        tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=spec.search.max_concurrent)
+    else:
+        searcher = FinalResultOptunaSearch(
+            space=DefineByRun(spec),
+            metric=names if spec.multi_objective else names[0],
+            mode=modes if spec.multi_objective else modes[0],
+            sampler=make_sampler(spec),
+        )
+        param_space = {}
+        tune_config = tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
+            num_samples=spec.search.num_trials,
+        )
     context = TrialContext(spec=spec.model_dump(mode="json"), study_dir=str(study_dir), tracking=study_run)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context),
@@ -160,10 +170,8 @@ def run_study(
     init_ray(address)
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-            num_samples=spec.search.num_trials,
-        ),
+        param_space=param_space,
+        tune_config=tune_config,
         run_config=tune.RunConfig(
             name="ray",
             storage_path=str(study_dir),

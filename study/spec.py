@@ -18,7 +18,7 @@ from trainers.config import EvalConfig, TrainConfig
 from trainers.data import DATASETS
 from trainers.metrics import METRICS
 from trainers.models import KERNEL_CHOICES
-from trainers.objectives import OBJECTIVES, variant_term_names
+from trainers.objectives import OBJECTIVES, make_objective, variant_term_names
 from trainers.objectives.gaussian import ESTIMATORS
 from trainers.schedules import FAMILIES, Schedule, ScheduleError
 
@@ -43,11 +43,14 @@ class WeightSpec(BaseModel):
     """One weight's schedule: a family (or families to search) and its parameters.
 
     Each parameter is a fixed number or a :class:`Range`; parameters left out take
-    the family's default.
+    the family's default.  Alternatively ``choices`` lists whole schedules (a number
+    means constant): Optuna picks one per trial, grid mode enumerates them all.
+    In YAML a bare number is a constant and a bare list is ``choices``.
     """
 
     model_config = ConfigDict(extra="allow")
     schedule: str | list[str] = "constant"
+    choices: list[float | dict[str, Any]] | None = None
 
     @property
     def families(self) -> list[str]:
@@ -59,6 +62,34 @@ class WeightSpec(BaseModel):
         for name, value in (self.model_extra or {}).items():
             out[name] = Range.model_validate(value) if isinstance(value, dict) else value
         return out
+
+
+def _normalise_weights(weights: Any) -> Any:
+    """A bare number is a constant schedule, a bare list a list of choices."""
+    if not isinstance(weights, dict):
+        return weights
+    out = {}
+    for name, value in weights.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = {"schedule": "constant", "value": value}
+        elif isinstance(value, list):
+            value = {"choices": value}
+        out[name] = value
+    return out
+
+
+class VariantSpec(_Model):
+    """One variant of a multi-variant study: its weights and structural options."""
+
+    weights: dict[str, WeightSpec] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "weights" in data:
+            data = {**data, "weights": _normalise_weights(data["weights"])}
+        return data
 
 
 class ModelSpec(_Model):
@@ -90,6 +121,9 @@ class ObjectiveSpec(_Model):
 
 
 class SearchSpec(_Model):
+    #: ``optuna``: sample ``num_trials`` configurations; ``grid``: every combination
+    #: of variants × weight choices × seeds (``num_trials`` is then that count).
+    mode: Literal["optuna", "grid"] = "optuna"
     num_trials: int = Field(8, ge=1)
     max_concurrent: int = Field(2, ge=1)
     sampler: Literal["tpe", "random", "nsga2"] = "tpe"
@@ -113,9 +147,12 @@ class TrackingSpec(_Model):
 class StudySpec(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     study_dir: str | None = None
-    variant: str
+    #: One variant (with ``weights`` and ``variant_options``) ...
+    variant: str | None = None
     #: Structural options of the variant (e.g. HFVAE's latent groups).
     variant_options: dict[str, Any] = Field(default_factory=dict)
+    #: ... or several, each with its own weights and options; the variant is then searched too.
+    variants: dict[str, VariantSpec] | None = None
     dataset: str = "dsprites"
     model: ModelSpec = ModelSpec()
     training: TrainingSpec = TrainingSpec()
@@ -129,25 +166,35 @@ class StudySpec(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _weights_may_be_numbers(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("weights"), dict):
-            data = dict(data)
-            data["weights"] = {
-                k: {"schedule": "constant", "value": v}
-                if isinstance(v, (int, float)) and not isinstance(v, bool)
-                else v
-                for k, v in data["weights"].items()
-            }
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "weights" in data:
+            data = {**data, "weights": _normalise_weights(data["weights"])}
         return data
+
+    def variant_specs(self) -> dict[str, VariantSpec]:
+        """Every variant of the study with its weights and options."""
+        if self.variants is not None:
+            return dict(self.variants)
+        assert self.variant is not None
+        return {self.variant: VariantSpec(weights=self.weights, options=self.variant_options)}
+
+    def field(self, variant: str, name: str) -> str:
+        """Where a variant's ``weights``/``options`` live in this spec (for error messages)."""
+        if self.variants is None:
+            return "variant_options" if name == "options" else name
+        return f"variants.{variant}.{name}"
 
     @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
-    def train_config(self, params: dict[str, Any], seed: int) -> TrainConfig:
+    def train_config(self, params: dict[str, Any], seed: int, variant: str | None = None) -> TrainConfig:
         """The training config of one trial: the spec's fixed values plus its sampled ``params``."""
+        variants = self.variant_specs()
+        variant = variant or next(iter(variants))
+        chosen = variants[variant]
         weights: dict[str, dict[str, Any]] = {}
-        for name, weight in self.weights.items():
+        for name, weight in chosen.weights.items():
             family = params.get(f"{name}.schedule", weight.families[0])
             config: dict[str, Any] = {"schedule": family}
             for param in FAMILIES[family].params:
@@ -159,8 +206,8 @@ class StudySpec(_Model):
             weights[name] = config
         t = self.training
         return TrainConfig(
-            variant=self.variant,
-            variant_options=dict(self.variant_options),
+            variant=variant,
+            variant_options=dict(chosen.options),
             weights=weights,
             dataset=self.dataset,
             latent_dim=self.model.latent_dim,
@@ -186,30 +233,33 @@ def _loc(loc: tuple[Any, ...]) -> str:
 def check_spec(spec: StudySpec) -> None:
     """Cross-field rules; raises :class:`SpecError` listing every problem found."""
     problems: list[str] = []
-    if spec.variant not in OBJECTIVES:
-        problems.append(f"variant: unknown variant {spec.variant!r}; known: {', '.join(sorted(OBJECTIVES))}")
-        raise SpecError("\n".join(problems))
+    if (spec.variant is None) == (spec.variants is None):
+        raise SpecError("variant: give either variant (with weights) or variants, not both or neither")
+    if spec.variants is not None:
+        if spec.weights or spec.variant_options:
+            problems.append("weights: with variants, each variant's weights and options go under variants.<name>")
+        if not spec.variants:
+            problems.append("variants: names no variant")
+    unknown = [name for name in spec.variant_specs() if name not in OBJECTIVES]
+    if unknown:
+        where = "variant" if spec.variants is None else f"variants.{unknown[0]}"
+        raise SpecError(f"{where}: unknown variant {unknown[0]!r}; known: {', '.join(sorted(OBJECTIVES))}")
     if spec.dataset not in DATASETS:
         problems.append(f"dataset: unknown dataset {spec.dataset!r}; known: {', '.join(sorted(DATASETS))}")
-    objective = OBJECTIVES[spec.variant]
-    for name, weight in spec.weights.items():
-        where = f"weights.{name}"
-        if name not in objective.weight_defaults:
-            accepted = ", ".join(objective.weight_defaults) or "none"
-            problems.append(f"{where}: variant {spec.variant!r} takes no such weight (it takes: {accepted})")
-            continue
-        problems.extend(_check_weight(weight, where))
-    try:
-        terms = variant_term_names(spec.variant, spec.variant_options)
-    except (ValueError, TypeError) as error:
-        problems.append(str(error) if str(error).startswith("variant_options") else f"variant_options: {error}")
-        terms = ()
-    produced = set(terms) | set(METRICS)
+    term_sets = []
+    for variant, vspec in spec.variant_specs().items():
+        problems.extend(_check_variant(spec, variant, vspec))
+        try:
+            term_sets.append(set(variant_term_names(variant, vspec.options)))
+        except (ValueError, TypeError):
+            term_sets.append(set())
+    terms = set.intersection(*term_sets) if term_sets else set()
+    produced = terms | set(METRICS)
     seen: set[str] = set()
     for i, target in enumerate(spec.objectives):
         if target.name not in produced:
             problems.append(
-                f"objectives.{i}.name: {target.name!r} is neither a term of {spec.variant!r} nor a metric "
+                f"objectives.{i}.name: {target.name!r} is neither a term of every variant nor a metric "
                 f"(known: {', '.join(sorted(produced))})"
             )
         if target.name in seen:
@@ -223,12 +273,63 @@ def check_spec(spec: StudySpec) -> None:
         problems.append(f"training.device: must be auto, cpu, cuda or cuda:N, got {spec.training.device!r}")
     if any(seed < 0 for seed in spec.seeds):
         problems.append("seeds: must be >= 0")
+    if spec.search.mode == "grid":
+        problems.extend(_check_grid(spec))
     if problems:
         raise SpecError("\n".join(problems))
 
 
+def _check_variant(spec: StudySpec, variant: str, vspec: VariantSpec) -> list[str]:
+    problems = []
+    objective = OBJECTIVES[variant]
+    weights_at = spec.field(variant, "weights")
+    for name, weight in vspec.weights.items():
+        where = f"{weights_at}.{name}"
+        if name not in objective.weight_defaults:
+            accepted = ", ".join(objective.weight_defaults) or "none"
+            problems.append(f"{where}: variant {variant!r} takes no such weight (it takes: {accepted})")
+            continue
+        problems.extend(_check_weight(weight, where))
+    try:
+        make_objective(variant, {}, 2, options=vspec.options, latent_dim=spec.model.latent_dim)
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        if not message.startswith("variant_options"):
+            message = f"variant_options: {message}"
+        problems.append(message.replace("variant_options", spec.field(variant, "options"), 1))
+    return problems
+
+
+def _check_grid(spec: StudySpec) -> list[str]:
+    problems = []
+    for variant, vspec in spec.variant_specs().items():
+        for name, weight in vspec.weights.items():
+            where = f"{spec.field(variant, 'weights')}.{name}"
+            if weight.choices is not None:
+                continue
+            if len(weight.families) > 1:
+                problems.append(
+                    f"{where}.schedule: grid mode cannot enumerate families; list whole schedules as choices"
+                )
+            for param, value in weight.params.items():
+                if isinstance(value, Range):
+                    problems.append(f"{where}.{param}: grid mode cannot enumerate a range; list the values as choices")
+    return problems
+
+
 def _check_weight(weight: WeightSpec, where: str) -> list[str]:
     problems = []
+    if weight.choices is not None:
+        if weight.params or weight.schedule != "constant":
+            return [f"{where}: give either choices or a schedule with parameters, not both"]
+        if not weight.choices:
+            return [f"{where}.choices: lists no schedule"]
+        for i, choice in enumerate(weight.choices):
+            try:
+                Schedule.from_config(choice, f"{where}.choices.{i}")
+            except ScheduleError as error:
+                problems.append(str(error))
+        return problems
     families = weight.families
     if not families:
         return [f"{where}.schedule: names no schedule family"]

@@ -20,6 +20,7 @@ from typing import Any
 
 from ray import tune
 
+from study.space import strip_variant_prefix
 from study.spec import StudySpec
 from study.tracking import StudyRun, TrialTracker
 from trainers.checkpoint import load_checkpoint, save_checkpoint
@@ -90,9 +91,10 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             # Divergence is deterministic: a retry would diverge again.
             raise TrialFailed(previous.get("failure_reason", "failed"))
 
-    seed = int(config["seed"])
-    params = {k: v for k, v in config.items() if k != "seed"}
-    train_config = spec.train_config(params, seed)
+    config = strip_variant_prefix(config.get("point", config))
+    seed, variant = int(config["seed"]), config["variant"]
+    params = {k: v for k, v in config.items() if k not in ("seed", "variant")}
+    train_config = spec.train_config(params, seed, variant)
 
     resume, run_id = None, None
     checkpoint = tune.get_checkpoint()
@@ -103,7 +105,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
     tags = {
         "trial_id": trial_id,
-        "variant": spec.variant,
+        "variant": variant,
         "seed": seed,
         "status": "running",
         **{f"{name}.schedule": cfg["schedule"] for name, cfg in train_config.weights.items()},
@@ -112,14 +114,19 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         context.tracking,
         run_name=trial_name,
         tags=tags,
-        params={"variant": spec.variant, "seed": seed, **_flat_weights(train_config.weights)},
+        params={
+            "variant": variant,
+            "seed": seed,
+            **{f"options.{k}": v for k, v in train_config.variant_options.items()},
+            **_flat_weights(train_config.weights),
+        },
         run_id=run_id,
         flush_every=spec.tracking.flush_every,
     )
     row: dict[str, Any] = {
         "trial_id": trial_id,
         "trial_name": trial_name,
-        "variant": spec.variant,
+        "variant": variant,
         "seed": seed,
         "params": _flat_weights(train_config.weights),
         "steps": train_config.steps,

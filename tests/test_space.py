@@ -1,8 +1,8 @@
 import optuna
 import pytest
 
-from study.space import DefineByRun, make_sampler
-from study.spec import parse_spec
+from study.space import DefineByRun, grid_points, make_sampler, strip_variant_prefix
+from study.spec import SpecError, parse_spec
 from trainers.objectives import make_objective
 
 SPEC = {
@@ -66,3 +66,84 @@ def test_log_ranges_are_sampled_log_uniformly():
 def test_sampler_from_spec(name, cls):
     spec = parse_spec({**SPEC, "search": {"sampler": name}})
     assert type(make_sampler(spec)).__name__ == cls
+
+
+MULTI = {
+    "name": "m",
+    "seeds": [0, 1],
+    "objectives": [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}],
+    "variants": {
+        "beta_vae": {"weights": {"beta": {"schedule": "constant", "value": {"low": 1, "high": 16, "log": True}}}},
+        "beta_tcvae": {"weights": {"beta": [1, 4, {"schedule": "linear", "end": 8, "end_step": 50}]}},
+        "hfvae": {"weights": {"beta": 2}, "options": {"group_sizes": [5, 5]}},
+    },
+}
+
+
+def test_the_variant_is_searched_and_each_keeps_its_own_parameters():
+    spec = parse_spec(MULTI)
+    space = DefineByRun(spec)
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        fixed = space(trial)
+        variant = fixed["variant"]
+        assert trial.params["variant"] == variant
+        seen.add(variant)
+        config = strip_variant_prefix({**trial.params, **fixed})
+        train = spec.train_config(config, config["seed"], variant)
+        objective = make_objective(variant, train.weights, 1000, options=train.variant_options)
+        if variant == "beta_vae":
+            assert "beta_vae:beta.value" in trial.params and 1 <= config["beta.value"] <= 16
+        elif variant == "beta_tcvae":
+            choice = trial.params["beta_tcvae:beta.choice"]
+            assert objective.weights_at(25)["beta"] == [1.0, 4.0, 4.0][choice]
+        else:
+            assert train.variant_options == {"group_sizes": [5, 5]} and objective.weights_at(0)["beta"] == 2.0
+        study.tell(trial, [1.0, 0.0])
+    assert seen == {"beta_vae", "beta_tcvae", "hfvae"}
+
+
+def test_grid_enumerates_variants_choices_and_seeds():
+    spec = parse_spec(
+        {
+            **MULTI,
+            "search": {"mode": "grid"},
+            "variants": {
+                "beta_vae": {"weights": {"beta": [1, 2, 4]}},
+                "annealed_vae": {
+                    "weights": {
+                        "gamma": 1000,
+                        "capacity": [{"schedule": "linear", "end": c, "end_step": 100} for c in (5, 25)],
+                    }
+                },
+            },
+        }
+    )
+    points = grid_points(spec)
+    assert len(points) == (3 + 2) * 2
+    assert {(p["variant"], p.get("beta.value"), p.get("capacity.end"), p["seed"]) for p in points} == {
+        *(("beta_vae", b, None, s) for b in (1.0, 2.0, 4.0) for s in (0, 1)),
+        *(("annealed_vae", None, c, s) for c in (5.0, 25.0) for s in (0, 1)),
+    }
+    for p in points:
+        train = spec.train_config(strip_variant_prefix(p), p["seed"], p["variant"])
+        make_objective(p["variant"], train.weights, 1000)
+
+
+def test_grid_mode_refuses_ranges_and_multi_variant_specs_are_checked():
+    grid = {**SPEC, "search": {"mode": "grid"}}
+    with pytest.raises(SpecError, match=r"weights\.beta\.value: grid mode cannot enumerate a range"):
+        parse_spec(grid)
+    bad = {**MULTI, "variants": {**MULTI["variants"], "hfvae": {"options": {"group_sizes": [3, 3]}}}}
+    with pytest.raises(SpecError, match=r"variants\.hfvae\.options\.group_sizes: \[3, 3\] sums to 6"):
+        parse_spec(bad)
+    with pytest.raises(SpecError, match=r"variants\.beta_vae\.weights\.gamma: variant 'beta_vae' takes no such"):
+        parse_spec({**MULTI, "variants": {"beta_vae": {"weights": {"gamma": 1}}}})
+    with pytest.raises(SpecError, match=r"variants\.beta_tcvae\.weights\.beta\.choices\.1\.value: must be >= 0"):
+        parse_spec({**MULTI, "variants": {"beta_tcvae": {"weights": {"beta": [1, -4]}}}})
+    with pytest.raises(SpecError, match="either variant"):
+        parse_spec({**MULTI, "variant": "vae"})
+    with pytest.raises(SpecError, match=r"objectives\.0\.name: 'dip_offdiag' is neither a term of every variant"):
+        parse_spec({**MULTI, "objectives": [{"name": "dip_offdiag", "mode": "min"}]})

@@ -105,3 +105,38 @@ def test_train_config_merges_fixed_and_sampled_parameters():
     assert (config.steps, config.batch_size, config.seed, config.num_threads) == (77, 32, 3, 2)
     objective = make_objective(config.variant, config.weights, 1000)
     assert objective.weights_at(1000)["capacity"] == pytest.approx(6.25)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_trains_as_written(path):
+    """Each variant an example names trains a few steps with a configuration the study would run."""
+    import optuna
+
+    from study.space import DefineByRun, grid_points, strip_variant_prefix
+    from trainers.config import EvalConfig
+    from trainers.train import NullReporter, train
+
+    spec = load_spec(path)
+    if spec.search.mode == "grid":
+        points = grid_points(spec)
+        configs = [next(p for p in points if p["variant"] == v) for v in spec.variant_specs()]
+    else:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        configs, seen = [], set()
+        space = DefineByRun(spec)
+        for _ in range(50):
+            trial = study.ask()
+            fixed = space(trial)
+            config = strip_variant_prefix({**trial.params, **fixed})
+            study.tell(trial, 0.0)
+            if config["variant"] not in seen:
+                seen.add(config["variant"])
+                configs.append(config)
+    assert {c["variant"] for c in configs} == set(spec.variant_specs())
+    for config in configs:
+        params = {k: v for k, v in config.items() if k not in ("seed", "variant")}
+        train_config = spec.train_config(params, config["seed"], config["variant"])
+        train_config.steps, train_config.batch_size, train_config.checkpoint_every = 3, 8, 0
+        train_config.eval = EvalConfig(recon_points=8, mig_points=200)
+        result = train(train_config, NullReporter())
+        assert set(spec_objective.name for spec_objective in spec.objectives) <= {*result.terms, *result.metrics}

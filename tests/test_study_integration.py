@@ -179,3 +179,29 @@ def test_a_killed_trial_resumes_from_its_checkpoint_in_the_same_mlflow_run(tmp_p
     assert child.info.status == "FINISHED" and child.info.run_id == df["mlflow_run_id"].iloc[0]
     steps = [m.step for m in client.get_metric_history(child.info.run_id, "recon")]
     assert set(steps) == set(range(10, 601, 10))
+
+
+def test_a_grid_over_variants_runs_every_combination(tmp_path):
+    spec = {
+        **{k: v for k, v in TINY.items() if k not in ("weights",)},
+        "variants": {
+            "beta_tcvae": {"weights": {"beta": [2, 6]}},
+            "factor_vae": {"weights": {"gamma": [10]}},
+        },
+        "seeds": [3],
+        "search": {"mode": "grid", "max_concurrent": 2},
+    }
+    spec.pop("variant", None)
+    proc, study_dir = _run({**spec, "name": "tiny"}, tmp_path)
+    assert "3 completed" in proc.stdout
+    df = load_results(study_dir)
+    assert sorted(zip(df["variant"], df["beta.value"].fillna(0), df["gamma.value"].fillna(0), strict=True)) == [
+        ("beta_tcvae", 2.0, 0.0),
+        ("beta_tcvae", 6.0, 0.0),
+        ("factor_vae", 0.0, 10.0),
+    ]
+    assert (df["seed"] == 3).all()
+    factor = df[df["variant"] == "factor_vae"].iloc[0]
+    assert 0.0 <= factor["discriminator_accuracy"] <= 1.0 and factor["tc_discriminator"] == factor["tc_discriminator"]
+    _, parents, children = _runs(study_dir)
+    assert parents[0].data.tags["search_algorithm"] == "grid" and len(children) == 3

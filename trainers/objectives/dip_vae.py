@@ -5,12 +5,16 @@
 DIP-VAE-I penalises ``Cov = Cov_{p(x)}[μ(x)]``; DIP-VAE-II penalises the covariance
 of the aggregate posterior, ``Cov_q[z] = Cov[μ(x)] + E[diag σ²(x)]``.  Both
 covariances are taken over the batch dimension with 1/B:
-``Cov[μ] = E[μμᵀ] − E[μ]E[μ]ᵀ``.  Defaults follow disentanglement_lib's study:
-λ_d = 10·λ_od for I and λ_d = λ_od for II (λ_od = 10 here).
+``Cov[μ] = E[μμᵀ] − E[μ]E[μ]ᵀ``.
+
+As in disentanglement_lib, λ_d is tied to λ_od by ``lambda_d_factor`` (an option:
+10 for I, 1 for II), so a sweep over λ_od keeps the published ratio; the λ_d in
+force is reported as the term ``lambda_d``.  λ_od defaults to 10.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -31,8 +35,31 @@ def dip_penalties(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (cov**2).sum() - (diag**2).sum(), ((diag - 1.0) ** 2).sum()
 
 
+@dataclasses.dataclass(frozen=True)
+class DIPOptions:
+    lambda_d_factor: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lambda_d_factor, (int, float)) or self.lambda_d_factor < 0:
+            raise ValueError(f"variant_options.lambda_d_factor: must be >= 0, got {self.lambda_d_factor!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DIPIIOptions(DIPOptions):
+    lambda_d_factor: float = 1.0
+
+
 class _DIPVAE(GaussianObjective):
     extra_term_names = ("dip_offdiag", "dip_diag")
+    weight_defaults = MappingProxyType({"lambda_od": {"schedule": "constant", "value": 10.0}})
+
+    def term_names(self) -> tuple[str, ...]:
+        return (*super().term_names(), "lambda_d")
+
+    def weights_at(self, step: int) -> dict[str, float]:
+        weights = super().weights_at(step)
+        weights["lambda_d"] = self.options.lambda_d_factor * weights["lambda_od"]
+        return weights
 
     def covariance(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -53,12 +80,7 @@ class _DIPVAE(GaussianObjective):
 @register_objective
 class DIPVAEI(_DIPVAE):
     name = "dip_vae_i"
-    weight_defaults = MappingProxyType(
-        {
-            "lambda_od": {"schedule": "constant", "value": 10.0},
-            "lambda_d": {"schedule": "constant", "value": 100.0},
-        }
-    )
+    Options = DIPOptions
 
     def covariance(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         return batch_covariance(mu)
@@ -67,12 +89,7 @@ class DIPVAEI(_DIPVAE):
 @register_objective
 class DIPVAEII(_DIPVAE):
     name = "dip_vae_ii"
-    weight_defaults = MappingProxyType(
-        {
-            "lambda_od": {"schedule": "constant", "value": 10.0},
-            "lambda_d": {"schedule": "constant", "value": 10.0},
-        }
-    )
+    Options = DIPIIOptions
 
     def covariance(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         return batch_covariance(mu) + torch.diag(logvar.exp().mean(0))
