@@ -113,6 +113,8 @@ class EvaluationSpec(_Model):
     recon_points: int = Field(2048, ge=2)
     mig_points: int = Field(10_000, ge=2)
     mig_bins: int = Field(20, ge=2)
+    #: Metrics computed at the end of every trial (see trainers.metrics.METRICS).
+    metrics: list[str] = Field(default_factory=lambda: ["mig"])
 
 
 class ObjectiveSpec(_Model):
@@ -254,13 +256,17 @@ def check_spec(spec: StudySpec) -> None:
         except (ValueError, TypeError):
             term_sets.append(set())
     terms = set.intersection(*term_sets) if term_sets else set()
-    produced = terms | set(METRICS)
+    unknown_metrics = [m for m in spec.evaluation.metrics if m not in METRICS]
+    for name in unknown_metrics:
+        problems.append(f"evaluation.metrics: unknown metric {name!r}; known: {', '.join(METRICS)}")
+    metric_values = {v for m in spec.evaluation.metrics if m in METRICS for v in METRICS[m].values}
+    produced = terms | metric_values
     seen: set[str] = set()
     for i, target in enumerate(spec.objectives):
         if target.name not in produced:
             problems.append(
-                f"objectives.{i}.name: {target.name!r} is neither a term of every variant nor a metric "
-                f"(known: {', '.join(sorted(produced))})"
+                f"objectives.{i}.name: {target.name!r} is neither a term of every variant nor a value of "
+                f"evaluation.metrics (known: {', '.join(sorted(produced))})"
             )
         if target.name in seen:
             problems.append(f"objectives.{i}.name: {target.name!r} named twice")

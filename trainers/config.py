@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from trainers.metrics import METRICS
 from trainers.precision import PRECISIONS
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -25,6 +26,8 @@ class EvalConfig:
     #: Points for MIG (disentanglement_lib: 10,000) and its bins per latent (20).
     mig_points: int = 10_000
     mig_bins: int = 20
+    #: Metrics to compute (names in ``trainers.metrics.METRICS``), with their defaults.
+    metrics: list[str] = field(default_factory=lambda: ["mig"])
 
 
 @dataclass
@@ -78,6 +81,9 @@ class TrainConfig:
         for name in ("recon_points", "mig_points", "mig_bins"):
             if getattr(self.eval, name) < 2:
                 raise ValueError(f"eval.{name}: must be >= 2, got {getattr(self.eval, name)}")
+        unknown = [m for m in self.eval.metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"eval.metrics: unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

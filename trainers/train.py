@@ -26,7 +26,7 @@ from trainers.checkpoint import CheckpointError, save_checkpoint
 from trainers.config import TrainConfig
 from trainers.data import GroundTruthData, make_dataset
 from trainers.images import tile, write_png
-from trainers.metrics import compute_mig
+from trainers.metrics import METRICS
 from trainers.models import TRAVERSAL_VALUES
 from trainers.objectives import Objective, make_objective
 
@@ -252,15 +252,30 @@ def evaluate(
             totals[name] = totals.get(name, 0.0) + float(value) * n
         seen += n
     terms = {name: total / seen for name, total in totals.items()}
-    metrics = compute_mig(
-        model.representation,
-        data,
-        seed=config.eval.seed,
-        num_points=config.eval.mig_points,
-        num_bins=config.eval.mig_bins,
-        device=device,
-    )
+    metrics: dict[str, float] = {}
+    for name in config.eval.metrics:
+        metrics.update(compute_metric(name, model, data, config, device))
     return terms, metrics
+
+
+def compute_metric(
+    name: str, model: torch.nn.Module, data: GroundTruthData, config: TrainConfig, device: torch.device
+) -> dict[str, float]:
+    """Evaluate metric ``name`` on the representation kind it is defined on."""
+    metric = METRICS[name]
+    seed = config.eval.seed
+    if metric.representation == "mean":
+        representation = model.representation
+    elif metric.representation == "sampled":
+        noise = torch.Generator(device=device).manual_seed(seed + 2)
+        representation = lambda x: model.sample_representation(x, noise)  # noqa: E731
+    else:
+        if not hasattr(model, "posterior"):
+            raise ValueError(f"eval.metrics: {name} needs a Gaussian posterior; {config.variant} has none")
+        representation = model.posterior
+    options = {"num_points": config.eval.mig_points, "num_bins": config.eval.mig_bins} if name == "mig" else {}
+    with torch.no_grad():
+        return metric.compute(representation, data, seed=seed, device=device, **options)
 
 
 @torch.no_grad()

@@ -1,17 +1,60 @@
 """Disentanglement metrics, registered by name.
 
-Each entry takes ``(representation, data, seed, **options)`` and returns named
-values; the pure cores (e.g. :func:`mig_from_codes`) take arrays.
+Each entry is a :class:`Metric`: a function ``(representation, data, seed,
+**options) -> {name: value}`` and the kind of representation it takes — ``mean``
+(the posterior mean, μ(x)), ``sampled`` (z ~ q(z|x)) or ``posterior`` (x ↦ (μ, log σ²)).
+The pure cores (``mig_from_codes``, ``sap_from_codes``, ...) take arrays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from trainers.metrics.beta_vae_score import compute_beta_vae_score
+from trainers.metrics.factor_vae_score import compute_factor_vae_score
+from trainers.metrics.irs import compute_irs
 from trainers.metrics.mig import compute_mig, mig_from_codes
+from trainers.metrics.mig_sampled import compute_mig_sampled
+from trainers.metrics.modularity_explicitness import compute_modularity_explicitness
+from trainers.metrics.sap import compute_sap
+from trainers.metrics.unsupervised import compute_active_units, compute_unsupervised
 
-METRICS: dict[str, Callable[..., dict[str, float]]] = {
-    "mig": compute_mig,
+
+@dataclass(frozen=True)
+class Metric:
+    compute: Callable[..., dict[str, float]]
+    representation: str  # "mean", "sampled" or "posterior"
+    #: The names of the values it returns.
+    values: tuple[str, ...]
+
+
+METRICS: dict[str, Metric] = {
+    "mig": Metric(compute_mig, "mean", ("mig",)),
+    "mig_sampled": Metric(compute_mig_sampled, "posterior", ("mig_sampled",)),
+    "beta_vae_score": Metric(compute_beta_vae_score, "mean", ("beta_vae_score", "beta_vae_score_train")),
+    "factor_vae_score": Metric(
+        compute_factor_vae_score, "mean", ("factor_vae_score", "factor_vae_score_train", "factor_vae_active_dims")
+    ),
+    "sap": Metric(compute_sap, "mean", ("sap_discrete", "sap_continuous")),
+    "modularity_explicitness": Metric(
+        compute_modularity_explicitness, "mean", ("modularity", "explicitness", "explicitness_train")
+    ),
+    "irs": Metric(compute_irs, "mean", ("irs", "irs_active_dims")),
+    "unsupervised": Metric(
+        compute_unsupervised,
+        "sampled",
+        (
+            "gaussian_total_correlation",
+            "gaussian_wasserstein_correlation",
+            "gaussian_wasserstein_correlation_norm",
+            "mutual_info_score",
+        ),
+    ),
+    "active_units": Metric(compute_active_units, "mean", ("active_units",)),
 }
 
-__all__ = ["METRICS", "compute_mig", "mig_from_codes"]
+#: Every value name a metric can produce (objectives may name any of these).
+METRIC_VALUES: frozenset[str] = frozenset(v for m in METRICS.values() for v in m.values)
+
+__all__ = ["METRICS", "METRIC_VALUES", "Metric", "compute_mig", "mig_from_codes"]

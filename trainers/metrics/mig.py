@@ -27,6 +27,7 @@ import torch
 
 from trainers.data.base import GroundTruthData
 from trainers.metrics.information import discretize, entropy, mutual_information_matrix
+from trainers.metrics.sampling import codes_and_factors
 
 NUM_POINTS = 10_000
 NUM_BINS = 20
@@ -48,25 +49,6 @@ def mig_from_codes(codes: np.ndarray, factors: np.ndarray, num_bins: int = NUM_B
     return {"mig": float(np.mean((top[0] - top[1]) / h))}
 
 
-def encode_factors(
-    representation: Callable[[torch.Tensor], torch.Tensor],
-    data: GroundTruthData,
-    num_points: int,
-    seed: int,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``num_points`` factors with ``seed``, render them, and encode: ``(codes, factors)``."""
-    generator = torch.Generator().manual_seed(seed)
-    factors = data.sample_factors(num_points, generator)
-    codes = []
-    with torch.no_grad():
-        for start in range(0, num_points, batch_size):
-            x = data.observations(factors[start : start + batch_size], device)
-            codes.append(representation(x).float().cpu())
-    return torch.cat(codes).numpy(), factors.numpy()
-
-
 def compute_mig(
     representation: Callable[[torch.Tensor], torch.Tensor],
     data: GroundTruthData,
@@ -76,5 +58,7 @@ def compute_mig(
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """MIG of ``representation`` (images → codes) on ``num_points`` sampled points."""
-    codes, factors = encode_factors(representation, data, num_points, seed, device=device)
+    codes, factors = codes_and_factors(
+        representation, data, num_points, torch.Generator().manual_seed(seed), device=device
+    )
     return mig_from_codes(codes, factors, num_bins)

@@ -105,6 +105,17 @@ class GaussianVAE(nn.Module):
         """The code metrics score: the posterior mean."""
         return self.encode(x).mu
 
+    def sample_representation(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A sample z ~ q(z|x)."""
+        posterior = self.encode(x)
+        eps = torch.randn(posterior.mu.shape, generator=generator, device=x.device, dtype=posterior.mu.dtype)
+        return posterior.mu + torch.exp(0.5 * posterior.logvar) * eps
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(μ, log σ²)`` of q(z|x)."""
+        posterior = self.encode(x)
+        return posterior.mu, posterior.logvar
+
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Bernoulli means decoded from the posterior mean."""
         return torch.sigmoid(self.decode(self.encode(x).mu))

@@ -69,6 +69,13 @@ class JointVAE(nn.Module):
         posterior = self.encode(x)
         return torch.cat([posterior.mu, self.one_hot(posterior.logits)], 1)
 
+    def sample_representation(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``[z ~ q(z|x), one-hot argmax]``."""
+        posterior = self.encode(x)
+        eps = torch.randn(posterior.mu.shape, generator=generator, device=x.device, dtype=posterior.mu.dtype)
+        z = posterior.mu + torch.exp(0.5 * posterior.logvar) * eps
+        return torch.cat([z, self.one_hot(posterior.logits)], 1)
+
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decode(self.representation(x)))
 

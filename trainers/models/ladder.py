@@ -100,6 +100,10 @@ class LadderVAE(nn.Module):
         """Posterior means of every layer along the mean path, bottom to top, concatenated."""
         return torch.cat([layer.z for layer in self.infer(x, None, sample=False)], 1)
 
+    def sample_representation(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Samples of every layer from top-down inference, concatenated."""
+        return torch.cat([layer.z for layer in self.infer(x, generator)], 1)
+
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decode(self.infer(x, None, sample=False)[0].z))
 

@@ -1,0 +1,190 @@
+"""Known answers for every metric on synthetic codes built from the factors.
+
+The ground-truth source renders each factor row as the observation itself, so a
+"representation" is any function of the factors: a perfect axis-aligned code, a
+rotated one, one that splits a factor over two latents, pure noise, or a perfect
+code with nuisance dimensions.  Each metric must rank them as its paper says.
+"""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from trainers.data.base import GroundTruthData
+from trainers.metrics import METRICS
+from trainers.metrics.beta_vae_score import compute_beta_vae_score
+from trainers.metrics.factor_vae_score import compute_factor_vae_score
+from trainers.metrics.irs import compute_irs
+from trainers.metrics.mig_sampled import compute_mig_sampled
+from trainers.metrics.modularity_explicitness import compute_modularity_explicitness
+from trainers.metrics.sap import compute_sap
+from trainers.metrics.unsupervised import (
+    compute_active_units,
+    compute_unsupervised,
+    gaussian_total_correlation,
+    gaussian_wasserstein_correlation,
+)
+
+
+class FactorsAsObservations(GroundTruthData):
+    factor_names = ("a", "b", "c", "d")
+    factor_sizes = (3, 6, 10, 8)
+    observation_shape = (1, 1, 4)
+
+    def observations(self, factors, device="cpu"):
+        return torch.as_tensor(factors, dtype=torch.float64).to(device)
+
+
+class EqualFactors(FactorsAsObservations):
+    factor_sizes = (8, 8, 8, 8)
+
+
+DATA = FactorsAsObservations()
+SIZES = torch.tensor(DATA.factor_sizes, dtype=torch.float64)
+# 45° rotations of (a, b) and of (c, d): each latent carries two factors equally.
+_R = np.array([[1.0, 1.0], [1.0, -1.0]]) / np.sqrt(2.0)
+ROTATION = torch.as_tensor(scipy.linalg.block_diag(_R, _R))
+
+
+def _noise(x, seed, d):
+    g = torch.Generator().manual_seed(seed + int(x.sum().item() * 1000) % 100_000)
+    return torch.randn(len(x), d, generator=g, dtype=torch.float64)
+
+
+def perfect(x):
+    return x / SIZES + 0.01 * _noise(x, 0, 4)
+
+
+def rotated(x):
+    return perfect(x) @ ROTATION
+
+
+def split(x):
+    # Factor a lives in two latents equally; the others are axis-aligned.
+    base = perfect(x)
+    return torch.cat([base[:, :1] + 0.01 * _noise(x, 1, 1), base], 1)
+
+
+def noise(x):
+    return _noise(x, 2, 4)
+
+
+def nuisance(x):
+    return torch.cat([perfect(x), _noise(x, 3, 3)], 1)
+
+
+SMALL = {"num_train": 1500, "num_eval": 800}
+
+
+def test_beta_vae_score_ranks_codes():
+    score = {f.__name__: compute_beta_vae_score(f, DATA, seed=0, batch_size=16, **SMALL)["beta_vae_score"]
+             for f in (perfect, rotated, noise, nuisance)}  # fmt: skip
+    assert score["perfect"] > 0.95 and score["nuisance"] > 0.9
+    assert score["noise"] < 0.4
+    assert score["perfect"] >= score["rotated"] > score["noise"]
+
+
+def test_factor_vae_score_ranks_codes_and_ignores_scale_and_order():
+    def run(f):
+        return compute_factor_vae_score(f, DATA, seed=0, batch_size=16, num_variance_estimate=2000, **SMALL)
+
+    perfect_score = run(perfect)
+    assert perfect_score["factor_vae_score"] > 0.95 and perfect_score["factor_vae_active_dims"] == 4
+    assert run(noise)["factor_vae_score"] < 0.45
+    assert run(rotated)["factor_vae_score"] < perfect_score["factor_vae_score"]
+    rescaled = run(lambda x: perfect(x)[:, [2, 0, 3, 1]] * torch.tensor([5.0, 0.5, 2.0, 9.0], dtype=torch.float64))
+    assert rescaled["factor_vae_score"] == pytest.approx(perfect_score["factor_vae_score"], abs=0.02)
+    # A collapsed latent (std < 0.05) is dropped from the vote.
+    collapsed = run(lambda x: torch.cat([perfect(x), 0.001 * _noise(x, 4, 1)], 1))
+    assert collapsed["factor_vae_active_dims"] == 4
+
+
+def test_sap_rewards_one_latent_per_factor():
+    run = lambda f: compute_sap(f, DATA, seed=0, num_train=1500, num_test=800)  # noqa: E731
+    p, s, n = run(perfect), run(split), run(noise)
+    # A 1-D linear SVM cannot isolate middle classes, so discrete SAP is small even for a
+    # perfect code (Locatello et al. 2019 report SAP within about 0-0.2).
+    assert p["sap_continuous"] > 0.8 and p["sap_discrete"] > 0.1 and p["sap_discrete"] > 3 * n["sap_discrete"]
+    # Factor a is predicted equally well by two latents: its gap, and the mean, drop.
+    assert s["sap_continuous"] < p["sap_continuous"] - 0.15
+    assert n["sap_continuous"] < 0.05 and n["sap_discrete"] < 0.03
+    permuted = run(lambda x: perfect(x)[:, [3, 1, 0, 2]])
+    assert permuted["sap_continuous"] == pytest.approx(p["sap_continuous"], abs=1e-9)
+
+
+def test_modularity_and_explicitness():
+    run = lambda f: compute_modularity_explicitness(f, DATA, seed=0, num_train=2000, num_test=1000)  # noqa: E731
+    p, s, n = run(perfect), run(split), run(noise)
+    assert p["modularity"] > 0.95 and s["modularity"] > 0.95  # each latent still has one factor
+    # With equal factors each rotated latent holds two factors' information equally:
+    # δ = (2x² − x²)/(3x²) = 1/3, so modularity = 2/3.
+    equal = EqualFactors()
+    r = compute_modularity_explicitness(lambda x: (x / 8.0) @ ROTATION, equal, seed=0, num_train=4000, num_test=500)
+    assert r["modularity"] == pytest.approx(2 / 3, abs=0.05)
+    assert p["explicitness"] > 0.95 and 0.4 < n["explicitness"] < 0.6
+
+
+def test_irs_ranks_codes():
+    run = lambda f: compute_irs(f, DATA, seed=0, num_points=3000)["irs"]  # noqa: E731
+    p, r, n = run(perfect), run(rotated), run(noise)
+    # Noise still scores ~0.3: its 99% within-group deviation is below its maximum deviation.
+    assert p > 0.9 and n < 0.4 and p > r + 0.2
+
+
+def test_unsupervised_closed_forms():
+    rho = 0.6
+    cov = np.array([[1.0, rho], [rho, 1.0]])
+    assert gaussian_total_correlation(cov) == pytest.approx(-0.5 * np.log(1 - rho**2))
+    product = cov * np.diag(cov)[:, None]
+    expected = 2 * np.trace(cov) - 2 * np.trace(scipy.linalg.sqrtm(product)).real
+    assert gaussian_wasserstein_correlation(cov) == pytest.approx(expected)
+    skewed = np.array([[4.0, 1.2, 0.3], [1.2, 1.0, 0.1], [0.3, 0.1, 0.5]])
+    expected = 2 * np.trace(skewed) - 2 * np.trace(scipy.linalg.sqrtm(skewed * np.diag(skewed)[:, None])).real
+    assert gaussian_wasserstein_correlation(skewed) == pytest.approx(expected)
+    assert gaussian_total_correlation(np.diag([1.0, 2.0, 3.0])) == pytest.approx(0.0)
+
+
+def test_unsupervised_scores_and_active_units():
+    independent = compute_unsupervised(noise, DATA, seed=0, num_points=4000)
+    correlated = compute_unsupervised(lambda x: noise(x) @ torch.tensor(
+        [[1.0, 0.9, 0, 0], [0, 1.0, 0.5, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]], dtype=torch.float64), DATA, seed=0,
+        num_points=4000)  # fmt: skip
+    assert independent["gaussian_total_correlation"] < 0.01 < correlated["gaussian_total_correlation"]
+    assert independent["gaussian_wasserstein_correlation"] < correlated["gaussian_wasserstein_correlation"]
+    assert independent["mutual_info_score"] < correlated["mutual_info_score"]
+    units = compute_active_units(lambda x: torch.cat([perfect(x), 0.01 * _noise(x, 5, 2)], 1), DATA, 0, 2000)
+    assert units["active_units"] == 4  # factor codes vary (var > 0.01); the two near-constant ones do not
+
+
+def test_mig_sampled_ranks_codes():
+    def posterior(code, std):
+        return lambda x: (code(x), torch.full((len(x), code(x).shape[1]), 2 * np.log(std), dtype=torch.float64))
+
+    p = compute_mig_sampled(posterior(perfect, 0.02), DATA, seed=0, num_points=1500)["mig_sampled"]
+    n = compute_mig_sampled(posterior(noise, 0.5), DATA, seed=0, num_points=1500)["mig_sampled"]
+    s = compute_mig_sampled(posterior(split, 0.02), DATA, seed=0, num_points=1500)["mig_sampled"]
+    assert p > 0.5 and n < 0.05 and s < p
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_every_metric_is_deterministic_for_a_seed(name):
+    metric = METRICS[name]
+    if metric.representation == "posterior":
+        rep = lambda x: (perfect(x), torch.full((len(x), 4), -4.0, dtype=torch.float64))  # noqa: E731
+    else:
+        rep = perfect
+    options = {
+        "mig": {"num_points": 500},
+        "mig_sampled": {"num_points": 300},
+        "beta_vae_score": {"num_train": 200, "num_eval": 100, "batch_size": 8},
+        "factor_vae_score": {"num_train": 200, "num_eval": 100, "batch_size": 8, "num_variance_estimate": 300},
+        "sap": {"num_train": 300, "num_test": 200},
+        "modularity_explicitness": {"num_train": 300, "num_test": 200},
+        "irs": {"num_points": 500},
+        "unsupervised": {"num_points": 500},
+        "active_units": {"num_points": 500},
+    }[name]
+    a = metric.compute(rep, DATA, seed=7, **options)
+    b = metric.compute(rep, DATA, seed=7, **options)
+    assert a == b and set(a) == set(metric.values)

@@ -1,0 +1,41 @@
+"""Drawing (code, factor) pairs from a ground-truth data set through a representation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from trainers.data.base import GroundTruthData
+
+Representation = Callable[[torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def encode(
+    representation: Representation,
+    data: GroundTruthData,
+    factors: torch.Tensor,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Codes ``[n, d]`` (float64) of the observations of ``factors``."""
+    codes = []
+    for start in range(0, len(factors), batch_size):
+        x = data.observations(factors[start : start + batch_size], device)
+        codes.append(representation(x).double().cpu())
+    return torch.cat(codes).numpy()
+
+
+def codes_and_factors(
+    representation: Representation,
+    data: GroundTruthData,
+    num_points: int,
+    generator: torch.Generator,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``num_points`` uniform factor draws and their codes: ``(codes [n, d], factors [n, K])``."""
+    factors = data.sample_factors(num_points, generator)
+    return encode(representation, data, factors, batch_size, device), factors.numpy()
