@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trainers.config import EvalConfig, TrainConfig
-from trainers.data import DATASETS
+from trainers.data import DATASETS, DataFileError, make_dataset
 from trainers.metrics import METRICS
 from trainers.models import KERNEL_CHOICES
 from trainers.objectives import OBJECTIVES, make_objective, variant_term_names
@@ -155,7 +155,10 @@ class StudySpec(_Model):
     variant_options: dict[str, Any] = Field(default_factory=dict)
     #: ... or several, each with its own weights and options; the variant is then searched too.
     variants: dict[str, VariantSpec] | None = None
+    #: ``dsprites`` (procedural, default), ``color_dsprites``, ``noisy_dsprites``, or a
+    #: file-backed set (``dsprites_file``, ``shapes3d``, ``mpi3d``) with ``dataset_options.path``.
     dataset: str = "dsprites"
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
     model: ModelSpec = ModelSpec()
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
@@ -212,6 +215,7 @@ class StudySpec(_Model):
             variant_options=dict(chosen.options),
             weights=weights,
             dataset=self.dataset,
+            dataset_options=dict(self.dataset_options),
             latent_dim=self.model.latent_dim,
             kernels=self.model.kernels,
             estimator=t.estimator,
@@ -248,6 +252,13 @@ def check_spec(spec: StudySpec) -> None:
         raise SpecError(f"{where}: unknown variant {unknown[0]!r}; known: {', '.join(sorted(OBJECTIVES))}")
     if spec.dataset not in DATASETS:
         problems.append(f"dataset: unknown dataset {spec.dataset!r}; known: {', '.join(sorted(DATASETS))}")
+    else:
+        try:
+            make_dataset(spec.dataset, **spec.dataset_options)
+        except DataFileError as error:
+            problems.append(f"dataset_options.path: {error}")
+        except ValueError as error:
+            problems.append(str(error))
     term_sets = []
     for variant, vspec in spec.variant_specs().items():
         problems.extend(_check_variant(spec, variant, vspec))

@@ -32,7 +32,7 @@ class FactorsAsObservations(GroundTruthData):
     factor_sizes = (3, 6, 10, 8)
     observation_shape = (1, 1, 4)
 
-    def observations(self, factors, device="cpu"):
+    def observations(self, factors, device="cpu", generator=None):
         return torch.as_tensor(factors, dtype=torch.float64).to(device)
 
 

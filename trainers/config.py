@@ -36,6 +36,8 @@ class TrainConfig:
     #: Schedule config per weight name, e.g. ``{"beta": {"schedule": "constant", "value": 4}}``.
     weights: dict[str, Any] = field(default_factory=dict)
     dataset: str = "dsprites"
+    #: Options of the data set, e.g. ``{"path": ".../3dshapes.h5"}`` for a file-backed one.
+    dataset_options: dict[str, Any] = field(default_factory=dict)
     #: Structural options of the variant (latent groups, discrete sizes, ...).
     variant_options: dict[str, Any] = field(default_factory=dict)
     latent_dim: int = 10

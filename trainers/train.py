@@ -130,7 +130,7 @@ def train(
     device = resolve_device(config.device)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    data = make_dataset(config.dataset)
+    data = make_dataset(config.dataset, **config.dataset_options)
     objective = make_objective(config.variant, config.weights, data.size, config.estimator, config.variant_options)
     seeds = stream_seeds(config.seed)
     with torch.random.fork_rng(devices=[]):
@@ -145,7 +145,7 @@ def train(
         start = _restore(resume, config, model, optimizers, data_rng, noise_rng)
 
     def next_batch() -> torch.Tensor:
-        return data.observations(data.sample_factors(config.batch_size, data_rng), device)
+        return data.observations(data.sample_factors(config.batch_size, data_rng), device, data_rng)
 
     accumulator = _TermAccumulator()
     began = time.perf_counter()
@@ -200,7 +200,17 @@ def training_state(
 
 
 #: Fields that must agree between a checkpoint and the run resuming it.
-_STRUCTURAL = ("variant", "variant_options", "dataset", "latent_dim", "kernels", "batch_size", "steps", "seed")
+_STRUCTURAL = (
+    "variant",
+    "variant_options",
+    "dataset",
+    "dataset_options",
+    "latent_dim",
+    "kernels",
+    "batch_size",
+    "steps",
+    "seed",
+)
 
 
 def _restore(
@@ -246,7 +256,7 @@ def evaluate(
         n = min(config.batch_size, config.eval.recon_points - start)
         if n < 2:
             break
-        x = data.observations(data.sample_factors(n, rng), device)
+        x = data.observations(data.sample_factors(n, rng), device, rng)
         terms = objective.forward_terms(model, x, config.steps, noise, "fp32")
         for name, value in terms.items():
             totals[name] = totals.get(name, 0.0) + float(value) * n
@@ -291,7 +301,7 @@ def write_artifacts(
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     rng = torch.Generator().manual_seed(config.eval.seed)
-    x = data.observations(data.sample_factors(8, rng), device)
+    x = data.observations(data.sample_factors(8, rng), device, rng)
     grid = torch.cat([x, model.reconstruct(x)])
     artifacts = {"reconstructions": write_png(out / "reconstructions.png", tile(grid, 2, 8))}
     rows = model.traverse(x)

@@ -40,15 +40,24 @@ class GroundTruthData(ABC):
         return (u * sizes).floor().to(torch.int64)
 
     @abstractmethod
-    def observations(self, factors: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Observations for factor index rows, float32 ``[n, *observation_shape]``."""
+    def observations(
+        self,
+        factors: torch.Tensor,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Observations for factor index rows, float32 in [0, 1], ``[n, *observation_shape]``.
+
+        ``generator`` drives nuisance randomness that is not a factor (colour-dSprites'
+        colour, noisy-dSprites' background); data sets without any ignore it.
+        """
 
     def sample(
         self, n: int, generator: torch.Generator, device: torch.device | str = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Factors and their observations for ``n`` uniform draws."""
         factors = self.sample_factors(n, generator)
-        return factors, self.observations(factors, device)
+        return factors, self.observations(factors, device, generator)
 
     def factors_to_index(self, factors: torch.Tensor) -> torch.Tensor:
         """Row-major flat index of each factor row (last factor varies fastest)."""

@@ -55,10 +55,50 @@ class ProceduralDSprites(GroundTruthData):
             "posY": np.linspace(0.0, 1.0, 32),
         }
 
-    def observations(self, factors: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    def observations(
+        self,
+        factors: torch.Tensor,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         factors = torch.as_tensor(factors, dtype=torch.int64).to(device)
         self._check_factors(factors)
         return render(factors, self.factor_values)
+
+
+def _nuisance_generator(generator: torch.Generator | None) -> torch.Generator:
+    # Without a caller's stream the nuisance is still reproducible (fixed seed).
+    return generator if generator is not None else torch.Generator().manual_seed(0)
+
+
+class ColorDSprites(ProceduralDSprites):
+    """Colour-dSprites (Locatello et al. 2019): the sprite in a random colour per image.
+
+    Each RGB channel of the sprite is uniform in [0.5, 1], drawn per image; the
+    colour is a nuisance, not a factor (disentanglement_lib's ``ColorDSprites``).
+    """
+
+    observation_shape = (3, IMAGE_SIZE, IMAGE_SIZE)
+
+    def observations(self, factors, device="cpu", generator=None) -> torch.Tensor:
+        mask = super().observations(factors, device)
+        colour = torch.rand(mask.shape[0], 3, 1, 1, generator=_nuisance_generator(generator)) * 0.5 + 0.5
+        return mask * colour.to(mask.device)
+
+
+class NoisyDSprites(ProceduralDSprites):
+    """Noisy-dSprites (Locatello et al. 2019): a white sprite on uniform noise.
+
+    Every background pixel and channel is uniform in [0, 1], drawn per image; the
+    sprite stays white (``min(sprite + noise, 1)``, as disentanglement_lib's ``NoisyDSprites``).
+    """
+
+    observation_shape = (3, IMAGE_SIZE, IMAGE_SIZE)
+
+    def observations(self, factors, device="cpu", generator=None) -> torch.Tensor:
+        mask = super().observations(factors, device)
+        noise = torch.rand(mask.shape[0], 3, IMAGE_SIZE, IMAGE_SIZE, generator=_nuisance_generator(generator))
+        return torch.clamp(mask + noise.to(mask.device), max=1.0)
 
 
 def _value(values: np.ndarray, index: torch.Tensor) -> torch.Tensor:

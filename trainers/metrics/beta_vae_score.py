@@ -35,8 +35,8 @@ def beta_vae_points(
     fixed = labels.repeat_interleave(batch_size)
     rows = torch.arange(len(first))
     second[rows, fixed] = first[rows, fixed]
-    z1 = encode(representation, data, first, device=device)
-    z2 = encode(representation, data, second, device=device)
+    z1 = encode(representation, data, first, device=device, generator=generator)
+    z2 = encode(representation, data, second, device=device, generator=generator)
     features = np.abs(z1 - z2).reshape(num_points, batch_size, -1).mean(1)
     return features, labels.numpy()
 

@@ -38,7 +38,7 @@ def factor_vae_votes(
     factors = data.sample_factors(num_votes * batch_size, generator).view(num_votes, batch_size, -1)
     fixed_values = factors[:, 0, :].gather(1, labels[:, None])  # [votes, 1]
     factors[torch.arange(num_votes), :, labels] = fixed_values.expand(-1, batch_size)
-    codes = encode(representation, data, factors.view(-1, data.num_factors), device=device)
+    codes = encode(representation, data, factors.view(-1, data.num_factors), device=device, generator=generator)
     codes = codes.reshape(num_votes, batch_size, -1) / global_std
     variances = codes[:, :, active].var(axis=1, ddof=1)
     winners = np.flatnonzero(active)[variances.argmin(axis=1)]

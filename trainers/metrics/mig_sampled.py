@@ -90,7 +90,7 @@ def compute_mig_sampled(
     factors = data.sample_factors(num_points, generator)
     mus, logvars = [], []
     for start in range(0, num_points, 256):
-        mu, logvar = posterior(data.observations(factors[start : start + 256], device))
+        mu, logvar = posterior(data.observations(factors[start : start + 256], device, generator))
         mus.append(mu.double().cpu())
         logvars.append(logvar.double().cpu())
     return mig_sampled_from_posterior(torch.cat(mus), torch.cat(logvars), factors.numpy(), data.factor_sizes, seed)

@@ -19,11 +19,12 @@ def encode(
     factors: torch.Tensor,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
 ) -> np.ndarray:
     """Codes ``[n, d]`` (float64) of the observations of ``factors``."""
     codes = []
     for start in range(0, len(factors), batch_size):
-        x = data.observations(factors[start : start + batch_size], device)
+        x = data.observations(factors[start : start + batch_size], device, generator)
         codes.append(representation(x).double().cpu())
     return torch.cat(codes).numpy()
 
@@ -38,4 +39,4 @@ def codes_and_factors(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``num_points`` uniform factor draws and their codes: ``(codes [n, d], factors [n, K])``."""
     factors = data.sample_factors(num_points, generator)
-    return encode(representation, data, factors, batch_size, device), factors.numpy()
+    return encode(representation, data, factors, batch_size, device, generator), factors.numpy()
