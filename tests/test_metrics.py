@@ -180,6 +180,8 @@ def test_every_metric_is_deterministic_for_a_seed(name):
         "beta_vae_score": {"num_train": 200, "num_eval": 100, "batch_size": 8},
         "factor_vae_score": {"num_train": 200, "num_eval": 100, "batch_size": 8, "num_variance_estimate": 300},
         "sap": {"num_train": 300, "num_test": 200},
+        "dci": {"num_train": 300, "num_test": 200},
+        "dci_fast": {"num_train": 300, "num_test": 200},
         "modularity_explicitness": {"num_train": 300, "num_test": 200},
         "irs": {"num_points": 500},
         "unsupervised": {"num_points": 500},
@@ -213,3 +215,44 @@ def test_mig_sampled_entropies_match_brute_force():
             expected[j, k] = h - h_cond
     # The densities are computed in float32 (the estimator is memory-bound), sums in float64.
     np.testing.assert_allclose(mi, expected, atol=1e-5)
+
+
+def test_dci_closed_forms():
+    from trainers.metrics.dci import disentanglement_completeness
+
+    assert disentanglement_completeness(np.eye(4)) == pytest.approx((1.0, 1.0))
+    assert disentanglement_completeness(np.ones((4, 4))) == pytest.approx((0.0, 0.0), abs=1e-9)
+    # One latent explains every factor: that latent is not disentangled, each factor is complete.
+    one = np.zeros((3, 3))
+    one[0] = 1.0
+    d, c = disentanglement_completeness(one)
+    assert d == pytest.approx(0.0, abs=1e-6) and c == pytest.approx(1.0, abs=1e-6)
+    # Each factor split evenly over two latents (latents 2k, 2k+1): D = 1, C = 1 - log 2 / log 4.
+    split = np.kron(np.eye(2), np.ones((2, 1)))
+    d, c = disentanglement_completeness(split)
+    assert d == pytest.approx(1.0) and c == pytest.approx(0.5)
+
+
+def test_gbt_matches_scikit_learn():
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from trainers.metrics.gbt import GradientBoostedTrees
+
+    rng = np.random.default_rng(0)
+    x = np.round(rng.normal(size=(300, 4)), 1)  # few distinct values: the bins are exact
+    for y in ((x[:, 0] + 0.5 * x[:, 1] ** 2 > 0.3).astype(int), np.digitize(x[:, 0] + x[:, 2], [-1, 0, 1])):
+        ours = GradientBoostedTrees().fit(x, y)
+        ref = GradientBoostingClassifier(random_state=0).fit(x, y)
+        np.testing.assert_allclose(ours.feature_importances, ref.feature_importances_, atol=0.02)
+        assert np.mean(ours.predict(x) == ref.predict(x)) > 0.98
+
+
+def test_dci_ranks_codes():
+    from trainers.metrics.dci import compute_dci
+
+    run = lambda f: compute_dci(f, DATA, seed=0, num_train=600, num_test=300, importance="gbt_fast")  # noqa: E731
+    p, r, s, n = run(perfect), run(rotated), run(split), run(noise)
+    assert p["dci_disentanglement"] > 0.8 and p["dci_completeness"] > 0.8 and p["dci_informativeness"] > 0.8
+    assert r["dci_disentanglement"] < p["dci_disentanglement"] - 0.2
+    assert s["dci_completeness"] < p["dci_completeness"]  # factor a is spread over two latents
+    assert n["dci_disentanglement"] < 0.2 and n["dci_informativeness"] < 0.5

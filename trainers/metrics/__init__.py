@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from trainers.metrics.beta_vae_score import compute_beta_vae_score
+from trainers.metrics.dci import compute_dci, compute_dci_fast
 from trainers.metrics.factor_vae_score import compute_factor_vae_score
 from trainers.metrics.irs import compute_irs
 from trainers.metrics.mig import compute_mig, mig_from_codes
@@ -35,6 +36,21 @@ METRICS: dict[str, Metric] = {
     "beta_vae_score": Metric(compute_beta_vae_score, "mean", ("beta_vae_score", "beta_vae_score_train")),
     "factor_vae_score": Metric(
         compute_factor_vae_score, "mean", ("factor_vae_score", "factor_vae_score_train", "factor_vae_active_dims")
+    ),
+    "dci": Metric(
+        compute_dci,
+        "mean",
+        ("dci_disentanglement", "dci_completeness", "dci_informativeness", "dci_informativeness_train"),
+    ),
+    "dci_fast": Metric(
+        compute_dci_fast,
+        "mean",
+        (
+            "dci_disentanglement_fast",
+            "dci_completeness_fast",
+            "dci_informativeness_fast",
+            "dci_informativeness_train_fast",
+        ),
     ),
     "sap": Metric(compute_sap, "mean", ("sap_discrete", "sap_continuous")),
     "modularity_explicitness": Metric(
