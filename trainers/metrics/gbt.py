@@ -59,7 +59,7 @@ class GradientBoostedTrees:
             targets = onehot
         raw = np.tile(self.init, (n, 1))
         self.stages: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
-        importances, relevant = np.zeros(d), 0
+        importances = np.zeros(d)
         for _ in range(self.n_estimators):
             prob = self._probabilities(raw)
             residual = targets - prob
@@ -74,9 +74,8 @@ class GradientBoostedTrees:
                 values = np.where(np.abs(den) < 1e-150, 0.0, scale * num / den).reshape(trees, leaves)
             raw += self.learning_rate * np.take_along_axis(values.T, node, axis=0)
             self.stages.append((splits[0], splits[1], values))
-            grew = tree_importance.sum(axis=1) > 0
-            importances += tree_importance[grew].sum(axis=0) / n
-            relevant += int(grew.sum())
+            # Averaging over trees and normalising (scikit-learn) leaves only the sum to keep.
+            importances += tree_importance.sum(axis=0) / n
         total = importances.sum()
         self.feature_importances = importances / total if total > 0 else importances
         self._train_raw = raw
@@ -97,8 +96,6 @@ class GradientBoostedTrees:
         features = np.full((trees, 2**self.max_depth), -1)
         thresholds = np.zeros((trees, 2**self.max_depth), dtype=np.int64)
         importance = np.zeros((trees, d))
-        tree_index = np.arange(trees)[None, :, None]
-        feature_index = np.arange(d)[None, None, :]
         feature_bin = bins + np.arange(d)[None, :] * n_bins  # [n, d]: a key base shared by all trees
         stride = d * n_bins
         for depth in range(self.max_depth):
@@ -137,9 +134,10 @@ class GradientBoostedTrees:
             # MSE impurity decrease, weighted by node sizes (scikit-learn's importances).
             decrease = np.where(splits, count * impurity - (counts * child).sum(2), 0.0)
             np.add.at(importance, (np.repeat(np.arange(trees), width), feature.ravel()), decrease.ravel())
-            node_ids = (np.arange(trees)[:, None] * 0 + np.arange(width)[None, :]) + (width - 1)
-            features[np.arange(trees)[:, None], node_ids] = np.where(splits, feature, -1)
-            thresholds[np.arange(trees)[:, None], node_ids] = split_bin
+            # Heap layout: the nodes of this level are ids width-1 .. 2·width-2.
+            level_ids = np.arange(width) + (width - 1)
+            features[:, level_ids] = np.where(splits, feature, -1)
+            thresholds[:, level_ids] = split_bin
             # Route samples: right child when the sample's bin is above its node's split bin.
             node = 2 * node + (splits[tree_of, node] & goes_right)
         return (features, thresholds), node, importance
