@@ -29,7 +29,7 @@ class DSpritesFactors(GroundTruthData):
     factor_sizes = ProceduralDSprites.factor_sizes
     observation_shape = (1, 1, 5)
 
-    def observations(self, factors, device="cpu"):
+    def observations(self, factors, device="cpu", generator=None):  # noqa: ANN001, ANN201
         return torch.as_tensor(factors, dtype=torch.float64)
 
 
