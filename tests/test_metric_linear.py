@@ -44,3 +44,16 @@ def test_roc_auc_matches_sklearn_with_ties():
     clf = fit_logistic_regression(x, y)
     expected = roc_auc_score(y, clf.predict_proba(x), multi_class="ovr", average="macro")
     assert macro_roc_auc(y, clf.predict_proba(x), clf.classes) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("k", [2, 3, 6])
+def test_one_feature_newton_svc_matches_lbfgs_and_sklearn(k):
+    from trainers.metrics.linear import fit_linear_svc_1d
+
+    x, y = _data(k=k, d=1, seed=10 + k, noise=2.0)
+    newton = fit_linear_svc_1d(x[:, 0], y, c=0.01)
+    lbfgs = fit_linear_svc(x, y, c=0.01)
+    ref = LinearSVC(C=0.01, class_weight="balanced", tol=1e-10, max_iter=100_000).fit(x, y)
+    np.testing.assert_allclose(newton.weights.numpy().ravel(), lbfgs.weights.numpy().ravel(), atol=1e-6)
+    np.testing.assert_allclose(newton.bias.numpy().ravel(), ref.intercept_.ravel(), atol=1e-3)
+    assert np.mean(newton.predict(x) == ref.predict(x)) > 0.99

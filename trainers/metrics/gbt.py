@@ -70,10 +70,10 @@ class GradientBoostedTrees:
             num = np.bincount(keys, weights=residual.ravel(), minlength=trees * leaves)
             den = np.bincount(keys, weights=hessian.ravel(), minlength=trees * leaves)
             scale = (k - 1.0) / k if k > 2 else 1.0
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 values = np.where(np.abs(den) < 1e-150, 0.0, scale * num / den).reshape(trees, leaves)
-            raw += self.learning_rate * np.take_along_axis(values.T, node, axis=0)
             self.stages.append((splits[0], splits[1], values))
+            raw += self.learning_rate * np.take_along_axis(values.T, node, axis=0)
             # Averaging over trees and normalising (scikit-learn) leaves only the sum to keep.
             importances += tree_importance.sum(axis=0) / n
         total = importances.sum()
@@ -96,16 +96,24 @@ class GradientBoostedTrees:
         features = np.full((trees, 2**self.max_depth), -1)
         thresholds = np.zeros((trees, 2**self.max_depth), dtype=np.int64)
         importance = np.zeros((trees, d))
-        feature_bin = bins + np.arange(d)[None, :] * n_bins  # [n, d]: a key base shared by all trees
-        stride = d * n_bins
+        flat_residual = residual.ravel()
         for depth in range(self.max_depth):
             width = 2**depth
             slot = np.arange(trees)[None, :] * width + node  # [n, trees]: (tree, node) of each sample
-            keys = (slot[:, :, None] * stride + feature_bin[:, None, :]).ravel()
-            size = trees * width * stride
+            slot_base = (slot * n_bins).ravel()
+            size = trees * width * n_bins
             shape = (trees, width, d, n_bins)
-            s = np.bincount(keys, weights=np.repeat(residual.ravel(), d), minlength=size).reshape(shape)
-            c = np.bincount(keys, minlength=size).reshape(shape).astype(np.float64)
+            # One histogram per feature keeps the temporaries at n·trees, not n·trees·d.
+            s = np.empty(shape)
+            c = np.empty(shape)
+            for f in range(d):
+                keys = slot_base + np.repeat(bins[:, f], trees)
+                s[:, :, f, :] = np.bincount(keys, weights=flat_residual, minlength=size).reshape(trees, width, n_bins)
+                if depth == 0:
+                    # At the root every tree holds every sample: one count histogram serves all.
+                    c[:, :, f, :] = np.bincount(bins[:, f], minlength=n_bins)[None, None, :]
+                else:
+                    c[:, :, f, :] = np.bincount(keys, minlength=size).reshape(trees, width, n_bins)
             sl, cl = s.cumsum(3), c.cumsum(3)
             st, ct = sl[..., -1:], cl[..., -1:]
             sr, cr = st - sl, ct - cl
@@ -142,20 +150,26 @@ class GradientBoostedTrees:
             node = 2 * node + (splits[tree_of, node] & goes_right)
         return (features, thresholds), node, importance
 
+    def _stage_values(
+        self, bins: np.ndarray, features: np.ndarray, thresholds: np.ndarray, values: np.ndarray
+    ) -> np.ndarray:
+        """Each row's leaf value in every tree of one stage: ``[n, trees]``."""
+        trees = values.shape[0]
+        node = np.zeros((len(bins), trees), dtype=np.int64)
+        for depth in range(self.max_depth):
+            ids = node + 2**depth - 1
+            f = features[np.arange(trees)[None, :], ids]
+            b = thresholds[np.arange(trees)[None, :], ids]
+            go_right = (f >= 0) & (np.take_along_axis(bins, np.maximum(f, 0), axis=1) > b)
+            node = 2 * node + go_right
+        return np.take_along_axis(values.T, node, axis=0)
+
     def decision(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         bins = np.stack([np.searchsorted(self.edges[f], x[:, f], side="left") for f in range(x.shape[1])], 1)
         raw = np.tile(self.init, (len(x), 1))
-        trees = raw.shape[1]
         for features, thresholds, values in self.stages:
-            node = np.zeros((len(x), trees), dtype=np.int64)
-            for depth in range(self.max_depth):
-                ids = node + 2**depth - 1
-                f = features[np.arange(trees)[None, :], ids]
-                b = thresholds[np.arange(trees)[None, :], ids]
-                go_right = (f >= 0) & (np.take_along_axis(bins, np.maximum(f, 0), axis=1) > b)
-                node = 2 * node + go_right
-            raw += self.learning_rate * np.take_along_axis(values.T, node, axis=0)
+            raw += self.learning_rate * self._stage_values(bins, features, thresholds, values)
         return raw
 
     def predict(self, x: np.ndarray) -> np.ndarray:

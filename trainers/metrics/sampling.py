@@ -17,7 +17,7 @@ def encode(
     representation: Representation,
     data: GroundTruthData,
     factors: torch.Tensor,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
 ) -> np.ndarray:
@@ -34,7 +34,7 @@ def codes_and_factors(
     data: GroundTruthData,
     num_points: int,
     generator: torch.Generator,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     device: torch.device | str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``num_points`` uniform factor draws and their codes: ``(codes [n, d], factors [n, K])``."""

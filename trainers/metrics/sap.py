@@ -7,7 +7,8 @@ the mean over factors of the gap between the two best latents,
 ``sap_discrete``   S = test accuracy of a linear SVM on the single latent
                    (scikit-learn's ``LinearSVC(C=0.01, class_weight="balanced")``,
                    here :func:`fit_linear_svc`), as in disentanglement_lib's study
-                   configs (``continuous_factors = False``).
+                   configs (``continuous_factors = False``); fitted by exact Newton
+                   steps (:func:`fit_linear_svc_1d`), the input being one latent.
 ``sap_continuous`` S = R² of a linear regression of the factor on the latent,
                    ``Cov(z_i, v_k)² / (Var z_i · Var v_k)`` (0 for a constant latent).
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from trainers.data.base import GroundTruthData
-from trainers.metrics.linear import fit_linear_svc
+from trainers.metrics.linear import fit_linear_svc_1d
 from trainers.metrics.sampling import Representation, codes_and_factors
 
 
@@ -31,7 +32,7 @@ def sap_matrix_discrete(
     scores = np.zeros((d, k))
     for i in range(d):
         for j in range(k):
-            svm = fit_linear_svc(codes_train[:, i : i + 1], factors_train[:, j], c=0.01)
+            svm = fit_linear_svc_1d(codes_train[:, i], factors_train[:, j], c=0.01)
             scores[i, j] = svm.accuracy(codes_test[:, i : i + 1], factors_test[:, j])
     return scores
 
