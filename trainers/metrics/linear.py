@@ -138,8 +138,9 @@ def fit_linear_svc_1d(
     for _ in range(max_iter):
         slack = 1.0 - targets * (features @ theta.T)  # [n, M]
         active = (slack > 0) * weights  # [n, M]
-        grad = theta - 2 * c * np.einsum("nm,nm,nm,nf->mf", active, targets, slack, features)
-        hess = np.eye(2)[None] + 2 * c * np.einsum("nm,nf,ng->mfg", active, features, features)
+        grad = theta - 2 * c * (active * targets * slack).T @ features
+        outer = (features[:, :, None] * features[:, None, :]).reshape(len(x), 4)
+        hess = np.eye(2)[None] + 2 * c * (active.T @ outer).reshape(-1, 2, 2)
         step = np.linalg.solve(hess, grad[..., None])[..., 0]
         scale = np.ones(len(theta))
         for _ in range(30):
