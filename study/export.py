@@ -1,4 +1,4 @@
-"""``results.parquet``: one row per trial, read from what the trials wrote.
+"""``results.parquet``: one row per trial, and ``history.parquet``, read from what the trials wrote.
 
 Schema (version 1; the version is stored in the file's metadata under
 ``vae_study.schema_version``):
@@ -26,6 +26,12 @@ column                      meaning
 ``finished_at`` (Unix seconds), ``resumed_from_step``
 ==========================  ======================================================
 
+``history.parquet`` (same schema version) is the long form of every trial's term
+histories, read from each trial's ``history.jsonl``: columns ``trial_id``, ``step``,
+``split`` (``train``: averaged over the ``log_every`` steps ending at ``step``;
+``heldout``: the final evaluation), ``term``, ``value``.  A resumed trial re-logs the
+steps after its checkpoint; the last value of each (trial, split, step, term) is kept.
+
 Writes go to a temporary file renamed into place: readers never see half a file,
 and exporting twice gives the same table.
 """
@@ -42,6 +48,7 @@ import pyarrow.parquet as pq
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.parquet"
+HISTORY_PARQUET = "history.parquet"
 META_COLUMNS = (
     "trial_id", "trial_name", "status", "failure_reason", "failed_step", "failed_term",
     "variant", "seed", "steps",
@@ -91,15 +98,41 @@ def results_table(rows: list[dict[str, Any]], objectives: list[dict[str, str]] |
     return table.replace_schema_metadata(metadata)
 
 
+def history_table(study_dir: Path) -> pa.Table:
+    latest: dict[tuple[str, str, int, str], float] = {}
+    for path in sorted((study_dir / "trials").glob("*/history.jsonl")):
+        trial_id = path.parent.name
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            for term, value in record["terms"].items():
+                latest[(trial_id, record["split"], int(record["step"]), term)] = float(value)
+    keys = sorted(latest)
+    table = pa.table(
+        {
+            "trial_id": pa.array([k[0] for k in keys], pa.string()),
+            "step": pa.array([k[2] for k in keys], pa.int64()),
+            "split": pa.array([k[1] for k in keys], pa.string()),
+            "term": pa.array([k[3] for k in keys], pa.string()),
+            "value": pa.array([latest[k] for k in keys], pa.float64()),
+        }
+    )
+    return table.replace_schema_metadata({"vae_study.schema_version": str(SCHEMA_VERSION)})
+
+
+def _write_atomic(table: pa.Table, target: Path) -> Path:
+    tmp = target.with_name(target.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, target)
+    return target
+
+
 def export_results(study_dir: str | Path, objectives: list[dict[str, str]] | None = None) -> Path:
     """Write ``STUDY_DIR/results.parquet`` from the trials' ``result.json`` files."""
     study_dir = Path(study_dir)
     if objectives is None:
         spec_file = study_dir / "spec.json"
         objectives = json.loads(spec_file.read_text()).get("objectives", []) if spec_file.exists() else []
-    table = results_table(trial_rows(study_dir), objectives)
-    target = study_dir / RESULTS_FILE
-    tmp = target.with_name(target.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, target)
-    return target
+    _write_atomic(history_table(study_dir), study_dir / HISTORY_PARQUET)
+    return _write_atomic(results_table(trial_rows(study_dir), objectives), study_dir / RESULTS_FILE)

@@ -27,6 +27,7 @@ from trainers.checkpoint import load_checkpoint, save_checkpoint
 from trainers.train import TrainingDiverged, TrainResult, train
 
 RESULT_FILE = "result.json"
+HISTORY_FILE = "history.jsonl"
 STATE_FILE = "state.pt"
 TRIAL_META_FILE = "trial.json"
 
@@ -48,6 +49,12 @@ class TrialContext:
         return StudySpec.model_validate(self.spec)
 
 
+def append_history(path: Path, step: int, terms: Mapping[str, float], split: str) -> None:
+    """One JSON line per report: the trial's own record of its term histories."""
+    with path.open("a") as out:
+        out.write(json.dumps({"step": step, "split": split, "terms": dict(terms)}) + "\n")
+
+
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
@@ -55,15 +62,18 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
 
 
 class _TuneReporter:
-    """Bridges :func:`trainers.train.train` to MLflow (every log) and Tune (every checkpoint)."""
+    """Bridges :func:`trainers.train.train` to MLflow and the trial's history file (every log)
+    and to Tune (every checkpoint)."""
 
-    def __init__(self, tracker: TrialTracker) -> None:
+    def __init__(self, tracker: TrialTracker, history_file: Path) -> None:
         self.tracker = tracker
+        self.history_file = history_file
         self.last_terms: dict[str, float] = {}
 
     def on_terms(self, step: int, terms: Mapping[str, float]) -> None:
         self.last_terms = dict(terms)
         self.tracker.log_terms(step, terms)
+        append_history(self.history_file, step, terms, "train")
 
     def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
         self.tracker.flush(step)
@@ -137,7 +147,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     }
     undelivered = trial_dir / "undelivered_metrics.jsonl"
     try:
-        result = train(train_config, _TuneReporter(tracker), resume=resume, output_dir=trial_dir / "artifacts")
+        reporter = _TuneReporter(tracker, trial_dir / HISTORY_FILE)
+        result = train(train_config, reporter, resume=resume, output_dir=trial_dir / "artifacts")
     except TrainingDiverged as error:
         reason = str(error)
         row.update(status="failed", failure_reason=reason, failed_step=error.step, failed_term=error.term)
@@ -153,6 +164,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
     # The held-out terms are the final point of each term's history.
     tracker.log_terms(result.steps, {**result.terms, **result.metrics})
+    append_history(trial_dir / HISTORY_FILE, result.steps, {**result.terms, **result.metrics}, "heldout")
     tracker.log_artifacts(result.artifacts.values())
     row.update(
         status="completed",

@@ -64,3 +64,46 @@ def test_dataframe_front_with_senses_and_groups():
         pareto_front(df, {"dci": "max"})
     with pytest.raises(ValueError, match="mode"):
         pareto_front(df, {"recon": "lowest"})
+
+
+def _brute_force_hypervolume(points, reference):
+    """Count the unit cells of an integer grid that some point dominates (minimisation)."""
+    m = points.shape[1]
+    cells = np.stack(np.meshgrid(*[np.arange(int(r)) for r in reference], indexing="ij"), -1).reshape(-1, m)
+    dominated = (points[None, :, :] <= cells[:, None, :]).all(axis=2).any(axis=1)
+    return float(dominated.sum())
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+@pytest.mark.parametrize("seed", range(4))
+def test_hypervolume_against_brute_force_and_optuna(m, seed):
+    from optuna._hypervolume import compute_hypervolume
+
+    from analysis.pareto import hypervolume
+
+    rng = np.random.default_rng(seed)
+    points = rng.integers(0, 7, size=(25, m)).astype(float)
+    points = np.concatenate([points, points[:5]])  # duplicates
+    reference = np.full(m, 8.0)
+    ours = hypervolume(points, ["min"] * m, reference)
+    assert ours == pytest.approx(_brute_force_hypervolume(points, reference))
+    continuous = rng.random((40, m))
+    expected = compute_hypervolume(continuous, np.full(m, 1.1))
+    assert hypervolume(continuous, ["min"] * m, np.full(m, 1.1)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_hypervolume_senses_reference_and_table_api():
+    from analysis.pareto import hypervolume, hypervolume_of
+
+    # Maximising y is minimising -y: the same boxes.
+    points = np.array([[1.0, 3.0], [2.0, 5.0], [4.0, 6.0]])
+    assert hypervolume(points, ["min", "max"], [5.0, 0.0]) == pytest.approx(
+        hypervolume(points * [1, -1], ["min", "min"], [5.0, 0.0])
+    )
+    assert hypervolume(points, ["min", "max"], [5.0, 0.0]) == pytest.approx(1 * 3 + 2 * 5 + 1 * 6)
+    assert hypervolume(points, ["min", "max"], [0.5, 0.0]) == 0.0  # nothing better than the reference
+    df = pd.DataFrame({"variant": ["a", "a", "b"], "recon": [1.0, 2.0, 4.0], "mig": [3.0, 5.0, 6.0]})
+    per_variant = hypervolume_of(df, {"recon": "min", "mig": "max"}, {"recon": 5.0, "mig": 0.0}, by="variant")
+    assert per_variant.to_dict() == pytest.approx({"a": 1 * 3 + 3 * 5, "b": 6.0})
+    with pytest.raises(KeyError, match="mig"):
+        hypervolume_of(df, {"recon": "min", "mig": "max"}, {"recon": 5.0})

@@ -117,12 +117,29 @@ def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
         assert child.data.metrics["recon"] == pytest.approx(row["recon"])
 
 
+def test_history_parquet_holds_every_logged_term(tiny_study):
+    import pandas as pd
+
+    _, study_dir = tiny_study
+    history = pd.read_parquet(study_dir / "history.parquet")
+    df = load_results(study_dir)
+    assert set(history["trial_id"]) == set(df["trial_id"])
+    train = history[history["split"] == "train"]
+    for _, rows in train.groupby("trial_id"):
+        assert sorted(rows[rows["term"] == "recon"]["step"]) == [5, 10, 15, 20]
+        assert {"recon", "kl", "total_correlation", "beta", "loss"} <= set(rows["term"])
+    heldout = history[(history["split"] == "heldout") & (history["term"] == "mig")].set_index("trial_id")["value"]
+    assert heldout.to_dict() == pytest.approx(df.set_index("trial_id")["mig"].to_dict())
+
+
 def test_export_is_idempotent(tiny_study):
     _, study_dir = tiny_study
     before = pq.read_table(study_dir / "results.parquet")
+    history = pq.read_table(study_dir / "history.parquet")
     proc = subprocess.run([sys.executable, "-m", "study.cli", "export", str(study_dir)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert pq.read_table(study_dir / "results.parquet").equals(before)
+    assert pq.read_table(study_dir / "history.parquet").equals(history)
 
 
 def test_diverging_trials_are_recorded_failed_and_the_study_finishes(tmp_path):
@@ -179,6 +196,11 @@ def test_a_killed_trial_resumes_from_its_checkpoint_in_the_same_mlflow_run(tmp_p
     assert child.info.status == "FINISHED" and child.info.run_id == df["mlflow_run_id"].iloc[0]
     steps = [m.step for m in client.get_metric_history(child.info.run_id, "recon")]
     assert set(steps) == set(range(10, 601, 10))
+    import pandas as pd
+
+    history = pd.read_parquet(study_dir / "history.parquet")
+    recon = history[(history["split"] == "train") & (history["term"] == "recon")]
+    assert list(recon["step"]) == list(range(10, 601, 10))  # re-logged steps after the resume count once
 
 
 def test_a_grid_over_variants_runs_every_combination(tmp_path):
