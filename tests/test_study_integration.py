@@ -111,6 +111,9 @@ def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
             "model.pt",
             "reconstructions.png",
             "traversals.png",
+            "traversals.gif",
+            "config.json",
+            "metrics.json",
         }
         row = df[df["mlflow_run_id"] == child.info.run_id].iloc[0]
         assert child.data.metrics["mig"] == pytest.approx(row["mig"])

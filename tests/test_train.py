@@ -1,6 +1,7 @@
 import json
 
 import matplotlib.image
+import numpy as np
 import pytest
 import torch
 
@@ -123,3 +124,29 @@ def test_corrupt_foreign_and_mismatched_checkpoints_are_clear_errors(tmp_path):
 def test_invalid_config_names_the_field(changes, field):
     with pytest.raises(ValueError, match=f"^{field}:"):
         _config(**changes).validate()
+
+
+def test_gif_writer_round_trips_through_pillow(tmp_path):
+    from PIL import Image, ImageSequence
+
+    from trainers.images import write_gif
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (37, 61)) / 255.0 for _ in range(4)]
+    path = write_gif(tmp_path / "t.gif", frames, delay_ms=200)
+    with Image.open(path) as gif:
+        decoded = [np.asarray(frame.convert("L"), dtype=np.float64) / 255.0 for frame in ImageSequence.Iterator(gif)]
+        assert gif.info["duration"] == 200 and gif.info.get("loop") == 0
+    assert len(decoded) == 4
+    for ours, theirs in zip(frames, decoded, strict=True):
+        np.testing.assert_allclose(theirs, np.round(ours * 255) / 255, atol=1e-9)
+
+
+def test_artifacts_include_the_animation_config_and_metrics(tmp_path):
+    result = train(_config(checkpoint_every=0), NullReporter(), output_dir=tmp_path)
+    assert set(result.artifacts) == {
+        "reconstructions", "traversals", "traversals_gif", "config", "metrics", "checkpoint"
+    }  # fmt: skip
+    saved = json.loads(result.artifacts["metrics"].read_text())
+    assert saved["terms"] == result.terms and saved["metrics"] == result.metrics
+    assert TrainConfig.from_dict(json.loads(result.artifacts["config"].read_text())) == _config(checkpoint_every=0)

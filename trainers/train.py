@@ -25,7 +25,7 @@ import torch
 from trainers.checkpoint import CheckpointError, save_checkpoint
 from trainers.config import TrainConfig
 from trainers.data import GroundTruthData, make_dataset
-from trainers.images import tile, write_png
+from trainers.images import tile, write_gif, write_png
 from trainers.metrics import METRICS
 from trainers.models import TRAVERSAL_VALUES
 from trainers.objectives import Objective, make_objective
@@ -173,6 +173,10 @@ def train(
     if output_dir is not None:
         state = training_state(config.steps, config, model, optimizers, data_rng, noise_rng)
         result.artifacts = write_artifacts(Path(output_dir), model, data, config, device, state)
+        result.artifacts["metrics"] = Path(output_dir) / "metrics.json"
+        result.artifacts["metrics"].write_text(
+            json.dumps({"steps": config.steps, "terms": terms, "metrics": metrics}, indent=2, sort_keys=True)
+        )
     report.on_end(result)
     return result
 
@@ -297,7 +301,7 @@ def write_artifacts(
     device: torch.device,
     state: dict[str, Any],
 ) -> dict[str, Path]:
-    """Reconstruction grid, latent traversals (one row per latent) and the final checkpoint."""
+    """Reconstruction grid, latent traversals (PNG, one row per latent, and GIF), the config, the checkpoint."""
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     rng = torch.Generator().manual_seed(config.eval.seed)
@@ -306,6 +310,13 @@ def write_artifacts(
     artifacts = {"reconstructions": write_png(out / "reconstructions.png", tile(grid, 2, 8))}
     rows = model.traverse(x)
     columns = len(TRAVERSAL_VALUES)
-    artifacts["traversals"] = write_png(out / "traversals.png", tile(rows, len(rows) // columns, columns))
+    latents = len(rows) // columns
+    artifacts["traversals"] = write_png(out / "traversals.png", tile(rows, latents, columns))
+    # The animation: frame t shows every latent (one per column) at the t-th value, there and back.
+    sweep = list(range(columns)) + list(range(columns - 2, 0, -1))
+    frames = [tile(rows[t::columns], 1, latents) for t in sweep]
+    artifacts["traversals_gif"] = write_gif(out / "traversals.gif", frames)
+    artifacts["config"] = out / "config.json"
+    artifacts["config"].write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
     artifacts["checkpoint"] = save_checkpoint(out / "model.pt", state)
     return artifacts
