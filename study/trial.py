@@ -61,7 +61,7 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-class _TuneReporter:
+class TrialReporter:
     """Bridges :func:`trainers.train.train` to MLflow and the trial's history file (every log)
     and to Tune (every checkpoint)."""
 
@@ -147,7 +147,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     }
     undelivered = trial_dir / "undelivered_metrics.jsonl"
     try:
-        reporter = _TuneReporter(tracker, trial_dir / HISTORY_FILE)
+        reporter = TrialReporter(tracker, trial_dir / HISTORY_FILE)
         result = train(train_config, reporter, resume=resume, output_dir=trial_dir / "artifacts")
     except TrainingDiverged as error:
         reason = str(error)
