@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from study.trial import TrialReporter
 from study.tracking import TrialTracker, default_tracking_uri, open_study_run
+from study.trial import TrialReporter
 from trainers.config import EvalConfig, TrainConfig
 from trainers.train import NullReporter, train
 
