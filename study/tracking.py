@@ -70,7 +70,10 @@ def open_study_run(
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        experiment_id = client.create_experiment(name, artifact_location=artifact_dir.resolve().as_uri())
+        # A local store keeps artifacts in the study folder; a tracking server decides itself.
+        local = tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri
+        location = artifact_dir.resolve().as_uri() if local else None
+        experiment_id = client.create_experiment(name, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
     run = client.create_run(experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
