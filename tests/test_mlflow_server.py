@@ -31,7 +31,8 @@ def mlflow_server(tmp_path_factory):
     proc = subprocess.Popen(
         [
             str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{root / 'backend.db'}", "--artifacts-destination", str(root / "artifacts"),
+            "--backend-store-uri", f"sqlite:///{root / 'backend.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
         ],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
