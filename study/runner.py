@@ -24,7 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 from analysis.plots import plot_pareto
 from analysis.results import load_results
 from study.export import export_results
-from study.space import DefineByRun, grid_points, make_sampler, strip_variant_prefix
+from study.space import DefineByRun, grid_points, make_sampler, make_storage, strip_variant_prefix
 from study.spec import SpecError, StudySpec
 from study.tracking import close_study_run, default_tracking_uri, open_study_run
 from study.trial import RESULT_FILE, TrialContext, run_trial, write_json_atomic
@@ -152,6 +152,8 @@ def run_study(
             metric=names if spec.multi_objective else names[0],
             mode=modes if spec.multi_objective else modes[0],
             sampler=make_sampler(spec),
+            study_name=spec.name,
+            storage=make_storage(spec, study_dir),
         )
         param_space = {}
         tune_config = tune.TuneConfig(

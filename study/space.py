@@ -17,6 +17,7 @@ weights' choices × every seed, one trial each.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -105,6 +106,18 @@ def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
                     point.update(part)
                 points.append(point)
     return points
+
+
+def storage_url(spec: StudySpec, study_dir: Path) -> str | None:
+    """The Optuna storage URL of a study (None: in memory)."""
+    if spec.search.storage == "sqlite":
+        return f"sqlite:///{(study_dir / 'optuna.db').resolve()}"
+    return spec.search.storage
+
+
+def make_storage(spec: StudySpec, study_dir: Path) -> optuna.storages.BaseStorage | None:
+    url = storage_url(spec, study_dir)
+    return None if url is None else optuna.storages.RDBStorage(url)
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:

@@ -132,6 +132,11 @@ class SearchSpec(_Model):
     seed: int = 0
     #: Retries of a trial that crashed (from its last checkpoint); divergence is not retried.
     max_failures: int = Field(2, ge=0)
+    #: Where Optuna keeps the searcher's history: in the driver's memory (None, the
+    #: default), ``sqlite`` (``optuna.db`` in the study folder), or a database URL
+    #: (``sqlite:///...``, ``postgresql://user@host/db``; PostgreSQL needs the
+    #: ``postgres`` extra).  The Optuna study is named after the spec.
+    storage: str | None = None
 
 
 class ResourcesSpec(_Model):
@@ -292,6 +297,9 @@ def check_spec(spec: StudySpec) -> None:
         problems.append("seeds: must be >= 0")
     if spec.search.mode == "grid":
         problems.extend(_check_grid(spec))
+    storage = spec.search.storage
+    if storage is not None and storage != "sqlite" and "://" not in storage:
+        problems.append(f"search.storage: must be 'sqlite' or a database URL, got {storage!r}")
     if problems:
         raise SpecError("\n".join(problems))
 

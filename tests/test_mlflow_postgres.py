@@ -6,47 +6,12 @@ skipped with the reason; ``.ci/run`` sets ``VAE_STUDY_REQUIRE_POSTGRES=1`` so th
 CI fails instead of skipping.
 """
 
-import os
-import uuid
-
 import pytest
 from mlflow.tracking import MlflowClient
 
 from study.tracking import TrialTracker, open_study_run
 
 pytestmark = pytest.mark.integration
-
-SERVER = os.environ.get("VAE_STUDY_POSTGRES", "postgresql://root@127.0.0.1:5432")
-
-
-@pytest.fixture()
-def postgres_uri():
-    try:
-        import psycopg
-    except ImportError:
-        if os.environ.get("VAE_STUDY_REQUIRE_POSTGRES") == "1":
-            pytest.fail("psycopg is not installed but PostgreSQL tests are required")
-        pytest.skip("psycopg is not installed (pip install '.[postgres]')")
-    name = f"vae_study_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(f"{SERVER}/postgres", connect_timeout=3, autocommit=True)
-    except psycopg.OperationalError as error:
-        if os.environ.get("VAE_STUDY_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required but not reachable at {SERVER}: {error}")
-        pytest.skip(f"no PostgreSQL at {SERVER}: {error}")
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        # MLflow's pooled connections would block DROP DATABASE: end them first.
-        with admin.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
 
 
 def test_study_and_trial_runs_in_a_postgres_store(postgres_uri, tmp_path):

@@ -33,7 +33,7 @@ TINY = {
         }
     },
     "objectives": [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}],
-    "search": {"num_trials": 3, "max_concurrent": 2},
+    "search": {"num_trials": 3, "max_concurrent": 2, "storage": "sqlite"},
     "tracking": {"flush_every": 10},
 }
 
@@ -133,6 +133,21 @@ def test_history_parquet_holds_every_logged_term(tiny_study):
         assert {"recon", "kl", "total_correlation", "beta", "loss"} <= set(rows["term"])
     heldout = history[(history["split"] == "heldout") & (history["term"] == "mig")].set_index("trial_id")["value"]
     assert heldout.to_dict() == pytest.approx(df.set_index("trial_id")["mig"].to_dict())
+
+
+def test_the_searchers_history_is_in_the_optuna_storage(tiny_study):
+    import optuna
+
+    _, study_dir = tiny_study
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study_dir / 'optuna.db'}")
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
+    assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
+    df = load_results(study_dir)
+    import numpy as np
+
+    told = np.array(sorted(tuple(t.values) for t in study.trials))
+    np.testing.assert_allclose(told, np.array(sorted(zip(df["recon"], df["mig"], strict=True))))
+    assert {t.user_attrs["seed"] for t in study.trials} <= {0, 1}
 
 
 def test_export_is_idempotent(tiny_study):
