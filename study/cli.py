@@ -1,4 +1,4 @@
-"""``vae-study``: run a study, validate a spec, export results.
+"""``vae-study``: run a study, validate a spec, export results, show a study's status.
 
 Exit codes: 0 success; 2 bad input (an invalid spec, a missing file, a study
 folder in use), with an error naming the field or file and nothing written.
@@ -7,6 +7,7 @@ folder in use), with an error naming the field or file and nothing written.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write results.parquet of a study folder")
     export.add_argument("study_dir", type=Path)
+
+    status = commands.add_parser("status", help="trials done / running / failed / pending, best so far, ETA")
+    status.add_argument("study_dir", type=Path)
     return parser
 
 
@@ -67,6 +71,16 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from study.status import format_status, study_status
+
+    status = study_status(args.study_dir)
+    spec = json.loads((args.study_dir / "spec.json").read_text())
+    objectives = {o["name"]: o["mode"] for o in spec.get("objectives", [])}
+    print(format_status(args.study_dir, status, objectives))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -76,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             spec = load_spec(args.spec)
             print(spec.model_dump_json(indent=2))
             return 0
+        if args.command == "status":
+            return _status(args)
         return _export(args)
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -135,6 +135,14 @@ def test_history_parquet_holds_every_logged_term(tiny_study):
     assert heldout.to_dict() == pytest.approx(df.set_index("trial_id")["mig"].to_dict())
 
 
+def test_status_of_a_finished_study(tiny_study):
+    _, study_dir = tiny_study
+    proc = subprocess.run([sys.executable, "-m", "study.cli", "status", str(study_dir)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 planned: 3 completed, 0 failed, 0 crashed, 0 running, 0 pending" in proc.stdout
+    assert "best      mig = " in proc.stdout
+
+
 def test_the_searchers_history_is_in_the_optuna_storage(tiny_study):
     import optuna
 
