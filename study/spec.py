@@ -78,18 +78,19 @@ def _normalise_weights(weights: Any) -> Any:
     return out
 
 
+def _expand_weight_shorthand(cls: type, data: Any) -> Any:
+    if isinstance(data, dict) and "weights" in data:
+        data = {**data, "weights": _normalise_weights(data["weights"])}
+    return data
+
+
 class VariantSpec(_Model):
     """One variant of a multi-variant study: its weights and structural options."""
 
     weights: dict[str, WeightSpec] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "weights" in data:
-            data = {**data, "weights": _normalise_weights(data["weights"])}
-        return data
+    _shorthand = model_validator(mode="before")(_expand_weight_shorthand)
 
 
 class ModelSpec(_Model):
@@ -174,12 +175,7 @@ class StudySpec(_Model):
     resources: ResourcesSpec = ResourcesSpec()
     tracking: TrackingSpec = TrackingSpec()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "weights" in data:
-            data = {**data, "weights": _normalise_weights(data["weights"])}
-        return data
+    _shorthand = model_validator(mode="before")(_expand_weight_shorthand)
 
     def variant_specs(self) -> dict[str, VariantSpec]:
         """Every variant of the study with its weights and options."""

@@ -32,7 +32,7 @@ import torch
 
 from trainers.data.base import GroundTruthData
 from trainers.metrics.gbt import GradientBoostedTrees
-from trainers.metrics.sampling import Representation, codes_and_factors
+from trainers.metrics.sampling import Representation, train_test_codes
 
 IMPORTANCE_MODELS = {
     "gbt": {"n_estimators": 100, "learning_rate": 0.1, "max_bins": 256},
@@ -106,10 +106,8 @@ def compute_dci(
     importance: str = "gbt",
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    generator = torch.Generator().manual_seed(seed)
-    train = codes_and_factors(representation, data, num_train, generator, device=device)
-    test = codes_and_factors(representation, data, num_test, generator, device=device)
-    return dci_from_codes(*train, *test, importance=importance)
+    codes = train_test_codes(representation, data, seed, num_train, num_test, device)
+    return dci_from_codes(*codes, importance=importance)
 
 
 def compute_dci_fast(

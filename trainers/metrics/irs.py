@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from trainers.data.base import GroundTruthData
-from trainers.metrics.sampling import Representation, codes_and_factors
+from trainers.metrics.sampling import Representation, seeded_codes
 
 
 def irs_from_codes(codes: np.ndarray, factors: np.ndarray, diff_quantile: float = 0.99) -> dict[str, float]:
@@ -46,6 +46,4 @@ def compute_irs(
     diff_quantile: float = 0.99,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    generator = torch.Generator().manual_seed(seed)
-    codes, factors = codes_and_factors(representation, data, num_points, generator, device=device)
-    return irs_from_codes(codes, factors, diff_quantile)
+    return irs_from_codes(*seeded_codes(representation, data, seed, num_points, device), diff_quantile)

@@ -21,7 +21,7 @@ import torch
 from trainers.data.base import GroundTruthData
 from trainers.metrics.information import discretize, mutual_information_matrix
 from trainers.metrics.linear import fit_logistic_regression, macro_roc_auc
-from trainers.metrics.sampling import Representation, codes_and_factors
+from trainers.metrics.sampling import Representation, train_test_codes
 
 NUM_BINS = 20
 
@@ -69,7 +69,6 @@ def compute_modularity_explicitness(
     num_test: int = 5_000,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    generator = torch.Generator().manual_seed(seed)
-    train = codes_and_factors(representation, data, num_train, generator, device=device)
-    test = codes_and_factors(representation, data, num_test, generator, device=device)
-    return modularity_explicitness_from_codes(*train, *test)
+    return modularity_explicitness_from_codes(
+        *train_test_codes(representation, data, seed, num_train, num_test, device)
+    )

@@ -40,3 +40,29 @@ def codes_and_factors(
     """``num_points`` uniform factor draws and their codes: ``(codes [n, d], factors [n, K])``."""
     factors = data.sample_factors(num_points, generator)
     return encode(representation, data, factors, batch_size, device, generator), factors.numpy()
+
+
+def seeded_codes(
+    representation: Representation,
+    data: GroundTruthData,
+    seed: int,
+    num_points: int,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`codes_and_factors` from a fresh generator seeded with ``seed``."""
+    return codes_and_factors(representation, data, num_points, torch.Generator().manual_seed(seed), device=device)
+
+
+def train_test_codes(
+    representation: Representation,
+    data: GroundTruthData,
+    seed: int,
+    num_train: int,
+    num_test: int,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(codes_train, factors_train, codes_test, factors_test)``, drawn in that order from one seeded stream."""
+    generator = torch.Generator().manual_seed(seed)
+    train = codes_and_factors(representation, data, num_train, generator, device=device)
+    test = codes_and_factors(representation, data, num_test, generator, device=device)
+    return (*train, *test)

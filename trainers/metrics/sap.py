@@ -22,7 +22,7 @@ import torch
 
 from trainers.data.base import GroundTruthData
 from trainers.metrics.linear import fit_linear_svc_1d
-from trainers.metrics.sampling import Representation, codes_and_factors
+from trainers.metrics.sampling import Representation, train_test_codes
 
 
 def sap_matrix_discrete(
@@ -74,7 +74,4 @@ def compute_sap(
     num_test: int = 5_000,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    generator = torch.Generator().manual_seed(seed)
-    train = codes_and_factors(representation, data, num_train, generator, device=device)
-    test = codes_and_factors(representation, data, num_test, generator, device=device)
-    return sap_from_codes(*train, *test)
+    return sap_from_codes(*train_test_codes(representation, data, seed, num_train, num_test, device))

@@ -21,7 +21,7 @@ import torch
 
 from trainers.data.base import GroundTruthData
 from trainers.metrics.information import discretize, mutual_information
-from trainers.metrics.sampling import Representation, codes_and_factors
+from trainers.metrics.sampling import Representation, seeded_codes
 
 ACTIVE_VARIANCE = 0.01
 
@@ -64,8 +64,7 @@ def compute_unsupervised(
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Pass the *sampled* representation (see the module docstring)."""
-    codes, _ = codes_and_factors(representation, data, num_points, torch.Generator().manual_seed(seed), device=device)
-    return unsupervised_from_codes(codes)
+    return unsupervised_from_codes(seeded_codes(representation, data, seed, num_points, device)[0])
 
 
 def compute_active_units(
@@ -76,5 +75,4 @@ def compute_active_units(
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Pass the *mean* representation."""
-    codes, _ = codes_and_factors(representation, data, num_points, torch.Generator().manual_seed(seed), device=device)
-    return {"active_units": float(active_units(codes))}
+    return {"active_units": float(active_units(seeded_codes(representation, data, seed, num_points, device)[0]))}
