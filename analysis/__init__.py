@@ -2,13 +2,17 @@
 
 from analysis.pareto import hypervolume, hypervolume_of, nondominated_ranks, pareto_front, pareto_mask, pareto_rank
 from analysis.results import load_results
+from analysis.summaries import metric_distributions, rank_correlations, variance_explained
 
 __all__ = [
     "hypervolume",
     "hypervolume_of",
     "load_results",
+    "metric_distributions",
     "nondominated_ranks",
     "pareto_front",
     "pareto_mask",
     "pareto_rank",
+    "rank_correlations",
+    "variance_explained",
 ]
