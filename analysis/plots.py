@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import matplotlib
 
@@ -23,10 +24,10 @@ def plot_pareto(
     df: pd.DataFrame,
     x: tuple[str, str],
     y: tuple[str, str],
-    path: str | Path,
+    path: str | Path | BinaryIO,
     group: str | None = "variant",
     title: str | None = None,
-) -> Path:
+) -> str | Path | BinaryIO:
     """Scatter every completed trial on ``x`` vs ``y`` and draw each group's Pareto front.
 
     ``x`` and ``y`` are ``(column, "min"|"max")``.  Non-dominated trials are
@@ -61,7 +62,6 @@ def plot_pareto(
     if len(data):
         ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
+    fig.savefig(path, format="png")  # a path or a binary file object
     plt.close(fig)
     return path

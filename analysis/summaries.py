@@ -44,7 +44,7 @@ def rank_correlations(df: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
 
 def eta_squared(values: pd.Series, groups: pd.Series) -> float:
     """Fraction of the variance of ``values`` explained by the means of ``groups`` (0 to 1)."""
-    frame = pd.DataFrame({"v": values.to_numpy(dtype=float), "g": groups.astype(str).to_numpy()}).dropna()
+    frame = pd.DataFrame({"v": values.to_numpy(dtype=float), "g": groups.map(repr).to_numpy()}).dropna()
     total = ((frame["v"] - frame["v"].mean()) ** 2).sum()
     if total == 0:
         return float("nan")
@@ -56,7 +56,8 @@ def variance_explained(df: pd.DataFrame, metric: str, hyperparameters: Sequence[
     """η² of ``metric`` by configuration and by seed, and the within-configuration share."""
     done = _completed(df).dropna(subset=[metric])
     columns = list(hyperparameters) if hyperparameters is not None else config_columns(done)
-    config = done[columns].astype(str).agg("|".join, axis=1) if columns else pd.Series("all", index=done.index)
+    # repr keeps parameters that do not apply to a trial's schedule family (NaN) as a value of their own.
+    config = done[columns].map(repr).agg("|".join, axis=1) if columns else pd.Series("all", index=done.index)
     by_config = eta_squared(done[metric], config)
     return {
         "hyperparameters": by_config,

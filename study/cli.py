@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="trials done / running / failed / pending, best so far, ETA")
     status.add_argument("study_dir", type=Path)
+
+    report = commands.add_parser("report", help="write report.html (figures and tables) of a study folder")
+    report.add_argument("study_dir", type=Path)
     return parser
 
 
@@ -81,6 +84,15 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    if not (args.study_dir / "results.parquet").is_file():
+        raise SpecError(f"{args.study_dir}: no results.parquet (run `vae-study export` first)")
+    from analysis.report import write_report
+
+    print(write_report(args.study_dir))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -92,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "status":
             return _status(args)
+        if args.command == "report":
+            return _report(args)
         return _export(args)
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,0 +1,56 @@
+"""The HTML report builds from a synthetic results table and holds every figure and table."""
+
+import base64
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+from study.export import export_results
+from study.trial import write_json_atomic
+
+
+def _study(tmp_path, n=24):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        variant = ["beta_vae", "beta_tcvae"][i % 2]
+        beta = float(rng.uniform(1, 10))
+        schedule = {"beta.schedule": "constant", "beta.value": beta}
+        if i % 4 == 0:  # another family: its parameters are missing (NaN) for the others
+            schedule = {"beta.schedule": "linear", "beta.end": beta, "beta.end_step": 50}
+        record = {
+            "trial_id": f"t{i:03d}", "status": "completed" if i != 5 else "failed", "variant": variant,
+            "seed": i % 3, "steps": 100, "params": schedule,
+            "terms": {"recon": 100 + 10 * beta + rng.normal(), "kl": 20 / beta} if i != 5 else {},
+            "metrics": {"mig": 0.02 * beta + 0.05 * rng.random()} if i != 5 else {},
+        }  # fmt: skip
+        folder = tmp_path / "trials" / record["trial_id"]
+        folder.mkdir(parents=True)
+        write_json_atomic(folder / "result.json", record)
+    export_results(tmp_path, [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}])
+    return tmp_path
+
+
+def test_report_contains_every_figure_and_table(tmp_path):
+    study_dir = _study(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "study.cli", "report", str(study_dir)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    page = (study_dir / "report.html").read_text()
+    for figure in ("pareto", "recon_vs_parameters", "mig_vs_parameters", "recon_seed_spread", "mig_seed_spread",
+                   "rank_correlation"):  # fmt: skip
+        assert f'<figure id="{figure}">' in page, figure
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 6 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    for heading in ("Trials", "Distributions per variant", "Variance explained", "Non-dominated trials"):
+        assert f"<h2>{heading}" in page
+    assert "beta_tcvae" in page and "failed" in page
+
+
+def test_report_needs_results(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "study.cli", "report", str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "no results.parquet" in result.stderr
