@@ -58,7 +58,8 @@ class GradientBoostedTrees:
             self.init = np.log(prior)
             targets = onehot
         raw = np.tile(self.init, (n, 1))
-        self.stages: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+        #: Per stage: split features and bins per tree node, and leaf values: ``[trees, 2**depth]`` each.
+        self.stages: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         importances = np.zeros(d)
         for _ in range(self.n_estimators):
             prob = self._probabilities(raw)
@@ -78,7 +79,6 @@ class GradientBoostedTrees:
             importances += tree_importance.sum(axis=0) / n
         total = importances.sum()
         self.feature_importances = importances / total if total > 0 else importances
-        self._train_raw = raw
         return self
 
     def _probabilities(self, raw: np.ndarray) -> np.ndarray:

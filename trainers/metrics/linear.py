@@ -75,21 +75,11 @@ def fit_linear_svc(
 ) -> LinearClassifier:
     """One-vs-rest squared-hinge linear SVM (scikit-learn's ``LinearSVC``; see the module docstring)."""
     classes, labels = np.unique(np.asarray(y), return_inverse=True)
-    n, k = len(labels), len(classes)
-    counts = np.bincount(labels, minlength=k)
-    sample_class_weight = n / (k * counts) if balanced else np.ones(k)
+    targets_np, weights_np = _svc_targets(labels, len(classes), balanced)
+    targets, weights = torch.as_tensor(targets_np), torch.as_tensor(weights_np)  # [n, machines]
     xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
-    xt = torch.cat([xt, torch.ones(n, 1, dtype=torch.float64)], 1)  # liblinear's intercept feature
-    machines = 1 if k == 2 else k
-    targets = torch.as_tensor(
-        np.stack([np.where(labels == (1 if k == 2 else j), 1.0, -1.0) for j in range(machines)], 1)
-    )  # [n, machines]
-    if k == 2:
-        weights = torch.as_tensor(sample_class_weight[labels])[:, None]
-    else:
-        # liblinear's one-vs-rest weighs the positive class only; the rest keep C.
-        weights = torch.as_tensor(np.stack([np.where(labels == j, sample_class_weight[j], 1.0) for j in range(k)], 1))
-    w = torch.zeros(machines, xt.shape[1], dtype=torch.float64, requires_grad=True)
+    xt = torch.cat([xt, torch.ones(len(labels), 1, dtype=torch.float64)], 1)  # liblinear's intercept feature
+    w = torch.zeros(targets.shape[1], xt.shape[1], dtype=torch.float64, requires_grad=True)
 
     def closure() -> torch.Tensor:
         w.grad = None
@@ -104,7 +94,11 @@ def fit_linear_svc(
 
 
 def _svc_targets(labels: np.ndarray, k: int, balanced: bool) -> tuple[np.ndarray, np.ndarray]:
-    """±1 targets and liblinear's per-sample weights for each one-vs-rest machine: ``[n, machines]``."""
+    """±1 targets and liblinear's per-sample weights for each one-vs-rest machine: ``[n, machines]``.
+
+    Two classes need one machine; otherwise one per class, and liblinear's one-vs-rest
+    weighs only the positive class (the rest keep C).
+    """
     n = len(labels)
     class_weight = n / (k * np.bincount(labels, minlength=k)) if balanced else np.ones(k)
     if k == 2:

@@ -27,7 +27,7 @@ import torch
 
 from trainers.data.base import GroundTruthData
 from trainers.metrics.information import discretize, entropy, mutual_information_matrix
-from trainers.metrics.sampling import codes_and_factors
+from trainers.metrics.sampling import seeded_codes
 
 NUM_POINTS = 10_000
 NUM_BINS = 20
@@ -58,7 +58,5 @@ def compute_mig(
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """MIG of ``representation`` (images → codes) on ``num_points`` sampled points."""
-    codes, factors = codes_and_factors(
-        representation, data, num_points, torch.Generator().manual_seed(seed), device=device
-    )
+    codes, factors = seeded_codes(representation, data, seed, num_points, device)
     return mig_from_codes(codes, factors, num_bins)

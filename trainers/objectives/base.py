@@ -27,13 +27,17 @@ from trainers.precision import autocast
 from trainers.schedules import Schedule
 
 Terms = dict[str, torch.Tensor]
-ELBO_TERMS = ("recon", "kl", "index_code_mi", "total_correlation", "dimwise_kl")
 
 
 def bernoulli_recon(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``−log p(x|z)`` of a Bernoulli decoder, summed over pixels, averaged over the batch."""
     nll = F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none")
     return nll.flatten(1).sum(1).mean()
+
+
+def weight_terms(weights: Mapping[str, float], device: torch.device) -> Terms:
+    """The weights in force as terms, on the device of the other terms (they are stacked together)."""
+    return {name: torch.tensor(float(value), device=device) for name, value in weights.items()}
 
 
 def adam(parameters: Any, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
@@ -137,14 +141,21 @@ class GaussianObjective(Objective):
         return self(x, *self.encode_decode(model, x, noise, precision), step)
 
     @staticmethod
-    def encode_decode(
+    def encode_sample(
         model: nn.Module, x: torch.Tensor, noise: torch.Generator, precision: str
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(μ, log σ², z, logits)`` of one reparameterised pass; latents in float32."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(μ, log σ², z)`` with z ~ q(z|x) reparameterised; latents in float32."""
         with autocast(x.device, precision):
             posterior = model.encode(x)
         mu, logvar = posterior.mu.float(), posterior.logvar.float()
-        z = reparameterize(mu, logvar, noise)
+        return mu, logvar, reparameterize(mu, logvar, noise)
+
+    @classmethod
+    def encode_decode(
+        cls, model: nn.Module, x: torch.Tensor, noise: torch.Generator, precision: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(μ, log σ², z, logits)`` of one reparameterised pass; latents in float32."""
+        mu, logvar, z = cls.encode_sample(model, x, noise, precision)
         with autocast(x.device, precision):
             logits = model.decode(z)
         return mu, logvar, z, logits
@@ -164,8 +175,7 @@ class GaussianObjective(Objective):
     def finish(self, terms: Terms, weights: Mapping[str, float]) -> Terms:
         """Add ``loss`` and the weights in force."""
         terms["loss"] = self.loss(terms, weights)
-        for name, value in weights.items():
-            terms[name] = torch.tensor(value)
+        terms.update(weight_terms(weights, terms["loss"].device))
         return terms
 
     def __call__(

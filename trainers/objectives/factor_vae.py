@@ -24,8 +24,6 @@ from torch import nn
 
 from trainers.models import GaussianVAE
 from trainers.objectives.base import GaussianObjective, Terms, adam, register_objective
-from trainers.objectives.gaussian import reparameterize
-from trainers.precision import autocast
 
 
 class Discriminator(nn.Module):
@@ -90,7 +88,7 @@ class FactorVAE(GaussianObjective):
             z_other = z.detach()
         else:
             with torch.no_grad():
-                z_other = self.sample_latent(model, x_other, noise, precision)
+                z_other = self.encode_sample(model, x_other, noise, precision)[2]
         d_true = model.discriminator(z.detach())
         d_perm = model.discriminator(permute_dims(z_other, noise))
         q_class = torch.zeros(len(z), dtype=torch.long, device=z.device)
@@ -100,13 +98,6 @@ class FactorVAE(GaussianObjective):
             (d_true.argmax(1) == 0).float().mean() + (d_perm.argmax(1) == 1).float().mean()
         )
         return self.finish(terms, self.weights_at(step))
-
-    @staticmethod
-    def sample_latent(model: nn.Module, x: torch.Tensor, noise: torch.Generator, precision: str) -> torch.Tensor:
-        """A sample of q(z|x) without decoding."""
-        with autocast(x.device, precision):
-            posterior = model.encode(x)
-        return reparameterize(posterior.mu.float(), posterior.logvar.float(), noise)
 
     def train_step(
         self,

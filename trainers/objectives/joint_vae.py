@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from trainers.models.joint import JointVAE
-from trainers.objectives.base import Objective, Terms, bernoulli_recon, register_objective
+from trainers.objectives.base import Objective, Terms, bernoulli_recon, register_objective, weight_terms
 from trainers.objectives.gaussian import kl_normal_to_standard, reparameterize
 from trainers.precision import autocast
 
@@ -100,8 +100,7 @@ class JointVAEObjective(Objective):
         }
         weights = self.weights_at(step)
         terms["loss"] = self.loss(terms, weights)
-        for name, value in weights.items():
-            terms[name] = torch.tensor(value)
+        terms.update(weight_terms(weights, x.device))
         return terms
 
     def loss(self, terms: Terms, weights: Mapping[str, float]) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from trainers.models.ladder import LadderVAE
-from trainers.objectives.base import Objective, Terms, bernoulli_recon, register_objective
+from trainers.objectives.base import Objective, Terms, bernoulli_recon, register_objective, weight_terms
 from trainers.objectives.gaussian import kl_normal_to_standard
 from trainers.precision import autocast
 
@@ -86,7 +86,7 @@ class LadderVAEObjective(Objective):
             kls.append(kl.float().sum(1).mean())
         terms: Terms = {"recon": bernoulli_recon(logits, x), "kl": sum(kls)}
         terms.update({f"kl_layer_{i}": kl for i, kl in enumerate(kls, start=1)})
-        beta = self.weights_at(step)["beta"]
-        terms["loss"] = terms["recon"] + beta * terms["kl"]
-        terms["beta"] = torch.tensor(beta)
+        weights = self.weights_at(step)
+        terms["loss"] = terms["recon"] + weights["beta"] * terms["kl"]
+        terms.update(weight_terms(weights, x.device))
         return terms
