@@ -70,9 +70,10 @@ def open_study_run(
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        # A local store keeps artifacts in the study folder; a tracking server decides itself.
-        local = tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri
-        location = artifact_dir.resolve().as_uri() if local else None
+        # A tracking server decides where artifacts go; with a database or file store the
+        # study folder holds them (MLflow's default would be ./mlruns in the working directory).
+        server = tracking_uri.startswith(("http://", "https://", "databricks"))
+        location = None if server else artifact_dir.resolve().as_uri()
         experiment_id = client.create_experiment(name, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
