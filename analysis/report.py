@@ -5,7 +5,7 @@ objectives per variant; each objective against each searched schedule parameter;
 the spread of each objective across seeds per variant; the rank correlation
 between objectives and the other metrics.  Tables: trial counts, per-variant
 distributions, variance explained by hyperparameters vs seed, the non-dominated
-trials.
+trials, and configurations ranked by UDR where seeds were replicated.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from analysis.pareto import normalize_objectives, pareto_front
 from analysis.plots import plot_pareto
 from analysis.results import load_results
 from analysis.summaries import metric_distributions, rank_correlations, variance_explained
+from analysis.udr import configuration_columns
 
 NOT_METRICS = {"seed", "steps", "failed_step", "train_seconds", "eval_seconds", "images_per_second",
                "started_at", "finished_at", "resumed_from_step", "undelivered_metrics"}  # fmt: skip
@@ -91,6 +92,17 @@ def _img(name: str, png: bytes) -> str:
     return f'<figure id="{name}">{image}<figcaption>{name}</figcaption></figure>'
 
 
+def udr_table(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
+    """Per configuration with a UDR: seeds, median UDR and the objectives' medians, best first."""
+    scored = df[df["udr"].notna()]
+    keys = configuration_columns(scored)
+    labels = scored[keys].map(str).agg(", ".join, axis=1).rename("configuration")
+    table = scored.groupby(labels).agg(
+        seeds=("udr", "size"), udr=("udr", "median"), **{n: (n, "median") for n in objectives if n in df.columns}
+    )
+    return table.sort_values("udr", ascending=False)
+
+
 def report_html(df: pd.DataFrame, title: str) -> str:
     objectives = normalize_objectives(df.attrs.get("objectives") or [("recon", "min")])
     names = [n for n, _ in objectives if n in df.columns]
@@ -109,6 +121,11 @@ def report_html(df: pd.DataFrame, title: str) -> str:
             : 8 + len(names)
         ]
         parts.append("<h2>Non-dominated trials</h2>" + front[list(dict.fromkeys(shown))].to_html(index=False))
+    if "udr" in df.columns and df["udr"].notna().any():
+        parts.append(
+            "<h2>UDR: configurations ranked without labels (Duan et al. 2020)</h2>"
+            + udr_table(df, names).to_html(float_format="%.4g")
+        )
     parts.append("<h2>Figures</h2>")
     parts += [_img(name, png) for name, png in figures(df, objectives, metrics).items()]
     style = (

@@ -19,9 +19,12 @@ column                      meaning
                             ``index_code_mi``, ``total_correlation``, ``dimwise_kl``,
                             ``loss``, schedule values such as ``beta``)
 ``<metric>``                each metric, e.g. ``mig``
+``udr``                     UDR (Duan et al. 2020) among the completed seeds of the
+                            trial's configuration; NaN for a configuration run once
 ``mlflow_run_id``           the trial's nested MLflow run
 ``mlflow_parent_run_id``    the study's MLflow run
 ``checkpoint``              path of the final checkpoint
+``codes``                   path of the trial's ``codes.npz`` (mean codes for UDR)
 ``train_seconds``, ``eval_seconds``, ``images_per_second``, ``started_at``,
 ``finished_at`` (Unix seconds), ``resumed_from_step``
 ==========================  ======================================================
@@ -43,8 +46,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from analysis.udr import udr_by_configuration
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.parquet"
@@ -54,7 +60,7 @@ META_COLUMNS = (
     "variant", "seed", "steps",
 )  # fmt: skip
 TAIL_COLUMNS = (
-    "mlflow_run_id", "mlflow_parent_run_id", "checkpoint", "train_seconds", "eval_seconds",
+    "mlflow_run_id", "mlflow_parent_run_id", "checkpoint", "codes", "train_seconds", "eval_seconds",
     "images_per_second", "started_at", "finished_at", "resumed_from_step",
 )  # fmt: skip
 
@@ -68,7 +74,13 @@ def trial_rows(study_dir: Path) -> list[dict[str, Any]]:
         row.update(record.get("params", {}))
         row.update(record.get("terms", {}))
         row.update(record.get("metrics", {}))
+        if "codes" in record.get("artifacts", {}):
+            row["codes"] = record["artifacts"]["codes"]
         rows.append(row)
+    if any("codes" in row for row in rows):
+        udr = udr_by_configuration(pd.DataFrame(rows))
+        for row, value in zip(rows, udr.tolist(), strict=True):
+            row["udr"] = value
     return rows
 
 

@@ -22,6 +22,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from analysis.plots import plot_pareto
+from analysis.report import write_report
 from analysis.results import load_results
 from study.export import export_results
 from study.space import DefineByRun, grid_points, make_sampler, make_storage, strip_variant_prefix
@@ -207,5 +208,10 @@ def finish_study(spec: StudySpec, study_dir: Path, study_run: Any, tracking_uri:
             df, (x.name, x.mode), (y.name, y.mode), study_dir / "pareto.png", title=f"{spec.name}: {x.name} vs {y.name}"
         )
     summary = {f"trials_{k}": float(v) for k, v in counts.items()}
-    close_study_run(study_run, [results, *([pareto] if pareto else [])], summary, status)
+    report = None
+    try:
+        report = write_report(study_dir)
+    except Exception as error:  # the results are written; a figure that cannot be drawn must not lose them
+        log.warning("report.html could not be written: %s", error)
+    close_study_run(study_run, [p for p in (results, pareto, report) if p], summary, status)
     return StudyOutcome(study_dir, tracking_uri, results, pareto, {str(k): int(v) for k, v in counts.items()})

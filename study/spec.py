@@ -114,6 +114,8 @@ class EvaluationSpec(_Model):
     recon_points: int = Field(2048, ge=2)
     mig_points: int = Field(10_000, ge=2)
     mig_bins: int = Field(20, ge=2)
+    #: Inputs encoded into each trial's ``codes.npz`` for UDR (Duan et al. 2020).
+    udr_points: int = Field(1000, ge=2)
     #: Metrics computed at the end of every trial (see trainers.metrics.METRICS).
     metrics: list[str] = Field(default_factory=lambda: ["mig"])
 

@@ -54,3 +54,35 @@ def test_report_needs_results(tmp_path):
         [sys.executable, "-m", "study.cli", "report", str(tmp_path)], capture_output=True, text=True
     )
     assert result.returncode == 2 and "no results.parquet" in result.stderr
+
+
+def test_report_ranks_configurations_by_udr(tmp_path):
+    rng = np.random.default_rng(1)
+    factors = rng.uniform(-1, 1, (300, 3))
+    for i in range(6):
+        beta = [1.0, 8.0][i % 2]
+        folder = tmp_path / "trials" / f"t{i:03d}"
+        folder.mkdir(parents=True)
+        # beta 8 seeds find the factors again (permuted); beta 1 seeds are random rotations of them.
+        if beta == 8.0:
+            codes = factors[:, rng.permutation(3)]
+        else:
+            codes = factors @ np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        np.savez(folder / "codes.npz", mean=codes + 0.01 * rng.normal(size=codes.shape), kl=np.ones(3))
+        write_json_atomic(
+            folder / "result.json",
+            {
+                "trial_id": f"t{i:03d}", "status": "completed", "variant": "beta_vae", "seed": i // 2, "steps": 10,
+                "params": {"beta.schedule": "constant", "beta.value": beta},
+                "terms": {"recon": 100.0 - beta}, "metrics": {"mig": 0.01 * beta},
+                "artifacts": {"codes": str(folder / "codes.npz")},
+            },
+        )  # fmt: skip
+    export_results(tmp_path, [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}])
+    result = subprocess.run(
+        [sys.executable, "-m", "study.cli", "report", str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "report.html").read_text()
+    table = page[page.index("<h2>UDR") :]
+    assert table.index("8.0") < table.index("1.0")  # the disentangling configuration ranks first

@@ -236,20 +236,32 @@ def test_a_grid_over_variants_runs_every_combination(tmp_path):
             "beta_tcvae": {"weights": {"beta": [2, 6]}},
             "factor_vae": {"weights": {"gamma": [10]}},
         },
-        "seeds": [3],
+        "seeds": [3, 4],
         "search": {"mode": "grid", "max_concurrent": 2},
     }
     spec.pop("variant", None)
     proc, study_dir = _run({**spec, "name": "tiny"}, tmp_path)
-    assert "3 completed" in proc.stdout
+    assert "6 completed" in proc.stdout
     df = load_results(study_dir)
-    assert sorted(zip(df["variant"], df["beta.value"].fillna(0), df["gamma.value"].fillna(0), strict=True)) == [
-        ("beta_tcvae", 2.0, 0.0),
-        ("beta_tcvae", 6.0, 0.0),
-        ("factor_vae", 0.0, 10.0),
+    assert sorted(
+        zip(df["variant"], df["beta.value"].fillna(0), df["gamma.value"].fillna(0), df["seed"], strict=True)
+    ) == [
+        ("beta_tcvae", 2.0, 0.0, 3),
+        ("beta_tcvae", 2.0, 0.0, 4),
+        ("beta_tcvae", 6.0, 0.0, 3),
+        ("beta_tcvae", 6.0, 0.0, 4),
+        ("factor_vae", 0.0, 10.0, 3),
+        ("factor_vae", 0.0, 10.0, 4),
     ]
-    assert (df["seed"] == 3).all()
     factor = df[df["variant"] == "factor_vae"].iloc[0]
     assert 0.0 <= factor["discriminator_accuracy"] <= 1.0 and factor["tc_discriminator"] == factor["tc_discriminator"]
+    # Two seeds of each configuration: UDR compares them; with two, both get the pair's score.
+    assert df["udr"].between(0, 1).all()
+    for _, pair in df.groupby(["variant", df["beta.value"].fillna(0)]):
+        assert pair["udr"].nunique() == 1
+    assert "UDR" in (study_dir / "report.html").read_text()
     _, parents, children = _runs(study_dir)
-    assert parents[0].data.tags["search_algorithm"] == "grid" and len(children) == 3
+    assert parents[0].data.tags["search_algorithm"] == "grid" and len(children) == 6
+    assert "report.html" in {
+        a.path for a in MlflowClient(f"sqlite:///{study_dir / 'mlflow.db'}").list_artifacts(parents[0].info.run_id)
+    }

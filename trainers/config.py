@@ -26,6 +26,9 @@ class EvalConfig:
     #: Points for MIG (disentanglement_lib: 10,000) and its bins per latent (20).
     mig_points: int = 10_000
     mig_bins: int = 20
+    #: Inputs whose mean codes (and per-latent KL) are saved as ``codes.npz`` for
+    #: UDR, the cross-seed model selection of Duan et al. (2020) (they used 1,000).
+    udr_points: int = 1000
     #: Metrics to compute (names in ``trainers.metrics.METRICS``), with their defaults.
     metrics: list[str] = field(default_factory=lambda: ["mig"])
 

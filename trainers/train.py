@@ -301,7 +301,8 @@ def write_artifacts(
     device: torch.device,
     state: dict[str, Any],
 ) -> dict[str, Path]:
-    """Reconstruction grid, latent traversals (PNG, one row per latent, and GIF), the config, the checkpoint."""
+    """Reconstruction grid, latent traversals (PNG, one row per latent, and GIF), the codes
+    for UDR, the config, the checkpoint."""
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     rng = torch.Generator().manual_seed(config.eval.seed)
@@ -316,7 +317,35 @@ def write_artifacts(
     sweep = list(range(columns)) + list(range(columns - 2, 0, -1))
     frames = [tile(rows[t::columns], 1, latents) for t in sweep]
     artifacts["traversals_gif"] = write_gif(out / "traversals.gif", frames)
+    artifacts["codes"] = write_codes(out / "codes.npz", model, data, config, device)
     artifacts["config"] = out / "config.json"
     artifacts["config"].write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
     artifacts["checkpoint"] = save_checkpoint(out / "model.pt", state)
     return artifacts
+
+
+@torch.no_grad()
+def write_codes(
+    path: Path, model: torch.nn.Module, data: GroundTruthData, config: TrainConfig, device: torch.device
+) -> Path:
+    """``codes.npz``: ``mean`` (N × d mean codes of ``eval.udr_points`` inputs) and, for
+    Gaussian posteriors, ``kl`` (per-latent KL(q(z_i|x) ‖ N(0, 1)) averaged over them).
+
+    The inputs are drawn from the evaluation seed, not the trial's, so every trial of a
+    study encodes the same images: UDR compares codes of different seeds input by input.
+    """
+    rng = torch.Generator().manual_seed(config.eval.seed + 3)
+    means, kls = [], []
+    for start in range(0, config.eval.udr_points, config.batch_size):
+        n = min(config.batch_size, config.eval.udr_points - start)
+        x = data.observations(data.sample_factors(n, rng), device, rng)
+        means.append(model.representation(x).float().cpu())
+        if hasattr(model, "posterior"):
+            mu, logvar = (t.float() for t in model.posterior(x))
+            kls.append((0.5 * (mu.square() + logvar.exp() - logvar - 1)).sum(0).cpu())
+    arrays = {"mean": torch.cat(means).numpy()}
+    if kls:
+        arrays["kl"] = (torch.stack(kls).sum(0) / config.eval.udr_points).numpy()
+    with path.open("wb") as out:
+        np.savez(out, **arrays)
+    return path
