@@ -1,6 +1,7 @@
-"""``vae-study``: run a study, validate a spec, export results, show a study's status.
+"""``vae-study``: run a study, validate a spec, export results, show a study's status,
+write its report, deliver tracking that could not reach MLflow (``sync``).
 
-Exit codes: 0 success; 2 bad input (an invalid spec, a missing file, a study
+Exit codes: 0 success; 1 `sync` left something undelivered; 2 bad input (an invalid spec, a missing file, a study
 folder in use), with an error naming the field or file and nothing written.
 """
 
@@ -36,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="trials done / running / failed / pending, best so far, ETA")
     status.add_argument("study_dir", type=Path)
+
+    sync = commands.add_parser("sync", help="deliver tracking that trials could not send to MLflow")
+    sync.add_argument("study_dir", type=Path)
+    sync.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server per trial")
 
     report = commands.add_parser("report", help="write report.html (figures and tables) of a study folder")
     report.add_argument("study_dir", type=Path)
@@ -93,6 +98,27 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync(args: argparse.Namespace) -> int:
+    """Replays every trial's spill file; exit 1 while something is still undelivered."""
+    spec_file = args.study_dir / "spec.json"
+    if not spec_file.is_file():
+        raise SpecError(f"{args.study_dir}: not a study folder (no spec.json inside)")
+    from study.export import export_results
+    from study.tracking import SPILL_FILE, default_tracking_uri, replay_spill
+
+    spec = json.loads(spec_file.read_text())
+    uri = (spec.get("tracking") or {}).get("uri") or default_tracking_uri(args.study_dir)
+    delivered = left = 0
+    for spill in sorted((args.study_dir / "trials").glob(f"*/{SPILL_FILE}")):
+        done, remaining = replay_spill(uri, spill, args.timeout)
+        delivered, left = delivered + done, left + remaining
+        print(f"{spill.parent.name}: {done} delivered, {remaining} left")
+    if (args.study_dir / "results.parquet").exists():
+        export_results(args.study_dir)  # its undelivered_metrics column
+    print(f"{delivered} operations delivered to {uri}; {left} still waiting")
+    return 1 if left else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -106,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "sync":
+            return _sync(args)
         return _export(args)
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)

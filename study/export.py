@@ -20,13 +20,15 @@ column                      meaning
                             ``loss``, schedule values such as ``beta``)
 ``<metric>``                each metric, e.g. ``mig``
 ``udr``                     UDR (Duan et al. 2020) among the completed seeds of the
-                            trial's configuration; NaN for a configuration run once
+                            trial's configuration; null for a configuration run once
 ``mlflow_run_id``           the trial's nested MLflow run
 ``mlflow_parent_run_id``    the study's MLflow run
 ``checkpoint``              path of the final checkpoint
 ``codes``                   path of the trial's ``codes.npz`` (mean codes for UDR)
 ``train_seconds``, ``eval_seconds``, ``images_per_second``, ``started_at``,
 ``finished_at`` (Unix seconds), ``resumed_from_step``
+``undelivered_metrics``     metrics of the trial still waiting in its spill file for
+                            the tracking server (``vae-study sync`` delivers them)
 ==========================  ======================================================
 
 ``history.parquet`` (same schema version) is the long form of every trial's term
@@ -51,6 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis.udr import udr_by_configuration
+from study.tracking import SPILL_FILE, spilled_metric_count
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.parquet"
@@ -61,7 +64,7 @@ META_COLUMNS = (
 )  # fmt: skip
 TAIL_COLUMNS = (
     "mlflow_run_id", "mlflow_parent_run_id", "checkpoint", "codes", "train_seconds", "eval_seconds",
-    "images_per_second", "started_at", "finished_at", "resumed_from_step",
+    "images_per_second", "started_at", "finished_at", "resumed_from_step", "undelivered_metrics",
 )  # fmt: skip
 
 
@@ -74,13 +77,15 @@ def trial_rows(study_dir: Path) -> list[dict[str, Any]]:
         row.update(record.get("params", {}))
         row.update(record.get("terms", {}))
         row.update(record.get("metrics", {}))
+        # Counted now, not when the trial ended: `vae-study sync` may have delivered them since.
+        row["undelivered_metrics"] = spilled_metric_count(path.parent / SPILL_FILE)
         if "codes" in record.get("artifacts", {}):
             row["codes"] = record["artifacts"]["codes"]
         rows.append(row)
     if any("codes" in row for row in rows):
         udr = udr_by_configuration(pd.DataFrame(rows))
         for row, value in zip(rows, udr.tolist(), strict=True):
-            row["udr"] = value
+            row["udr"] = None if value != value else value  # null, not NaN: no score
     return rows
 
 

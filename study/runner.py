@@ -27,14 +27,17 @@ from analysis.results import load_results
 from study.export import export_results
 from study.space import DefineByRun, grid_points, make_sampler, make_storage, strip_variant_prefix
 from study.spec import SpecError, StudySpec
-from study.tracking import close_study_run, default_tracking_uri, open_study_run
+from study.tracking import FAIL_FAST_HTTP_ENV, close_study_run, default_tracking_uri, open_study_run
 from study.trial import RESULT_FILE, TrialContext, run_trial, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 #: Keeps glibc from handing activation memory back to the OS after every step
 #: (1.4–2× CPU training speed measured on 2-core hosts); set before workers start.
-WORKER_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296"}
+WORKER_ENV = {
+    "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296",
+    **FAIL_FAST_HTTP_ENV,
+}
 
 
 class StudyDirError(SpecError):

@@ -152,6 +152,9 @@ class TrackingSpec(_Model):
     uri: str | None = None
     #: Steps between two ``log_batch`` calls of a trial.
     flush_every: int = Field(100, ge=1)
+    #: Seconds a finished trial waits for an unreachable server before writing what is
+    #: left to ``undelivered_tracking.jsonl`` (delivered later by ``vae-study sync``).
+    close_timeout: float = Field(120.0, ge=0)
 
 
 class StudySpec(_Model):

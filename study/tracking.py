@@ -1,11 +1,20 @@
 """MLflow wiring: the study's parent run (driver) and each trial's nested run (trial process).
 
-Trials log through :class:`TrialTracker`: terms are buffered and sent with one
-``log_batch`` every ``flush_every`` steps from a background thread, so training
-never waits on the tracking server.  Batches respect MLflow's limits (1,000
-metrics, 100 params or tags per call) by construction.  A batch that cannot be
-delivered after retries is kept and, at the end, written as JSON lines beside
-the trial's artifacts, never dropped silently.
+Trials log through :class:`TrialTracker`.  Every tracking call of a trial (metric
+batches, tags, artifacts, the run's end) is an operation on one ordered queue,
+sent by a background thread, so training never waits on the tracking server.
+Metrics go as one ``log_batch`` every ``flush_every`` steps; batches respect
+MLflow's limits (1,000 metrics, 100 params or tags per call) by construction.
+
+When the server is unreachable the sender keeps retrying, with backoff capped at
+``max_backoff`` seconds, for as long as the trial trains: a trial that outlives
+an outage delivers everything once the server is back.  What is waiting is
+bounded (``max_buffered`` metrics); past the bound new batches go straight to the
+trial's spill file instead of memory.  When the trial ends, the tracker waits up to
+``close_timeout`` seconds for the queue to drain, then writes what is left to the
+spill file (JSON lines, one operation each) and reports the count: nothing is
+silently lost, and ``vae-study sync STUDY_DIR`` (:func:`replay_spill`) delivers
+spilled operations later.
 
 Ray's ``MLflowLoggerCallback`` is deliberately not used: it logs from the driver
 (≈1 s per result) and cannot nest runs.
@@ -15,10 +24,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +104,89 @@ def close_study_run(study: StudyRun, artifacts: Iterable[Path], summary: Mapping
     client.set_terminated(study.parent_run_id, status)
 
 
+#: MLflow's client retries a failed HTTP call 7 times with exponential backoff
+#: (minutes); the tracker retries itself and must see failures quickly.
+FAIL_FAST_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+SPILL_FILE = "undelivered_tracking.jsonl"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One tracking call: ``metrics``, ``tags``, ``artifact`` or ``terminate``."""
+
+    kind: str
+    payload: Any
+
+    @property
+    def metric_count(self) -> int:
+        return len(self.payload) if self.kind == "metrics" else 0
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "metrics":
+            return {"op": "metrics", "metrics": [[m.key, m.value, m.timestamp, m.step] for m in self.payload]}
+        return {"op": self.kind, **self.payload}
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> Operation:
+        kind = record["op"]
+        if kind == "metrics":
+            return cls(kind, [Metric(k, float(v), int(t), int(s)) for k, v, t, s in record["metrics"]])
+        return cls(kind, {k: v for k, v in record.items() if k not in ("op", "run_id")})
+
+
+def apply_operation(client: MlflowClient, run_id: str, op: Operation) -> None:
+    """Send one operation (kinds: ``params``, ``tags``, ``metrics``, ``artifact``,
+    ``resume``, ``terminate``)."""
+    if op.kind == "metrics":
+        client.log_batch(run_id, metrics=op.payload)
+    elif op.kind == "params":
+        log_params_and_tags(client, run_id, op.payload["params"], {})
+    elif op.kind == "tags":
+        log_params_and_tags(client, run_id, {}, op.payload["tags"])
+    elif op.kind == "artifact":
+        client.log_artifact(run_id, op.payload["path"], op.payload.get("artifact_path"))
+    elif op.kind == "resume":
+        client.update_run(run_id, status="RUNNING")
+    elif op.kind == "terminate":
+        client.set_terminated(run_id, op.payload["status"])
+    else:
+        raise ValueError(f"unknown tracking operation {op.kind!r}")
+
+
+def with_retries(
+    call: Callable[[], Any],
+    deadline: Callable[[], float],
+    what: str,
+    max_backoff: float = 30.0,
+    wake: threading.Event | None = None,
+) -> bool:
+    """Call ``call`` until it succeeds (True) or time passes ``deadline()`` (False).
+
+    ``deadline`` is re-read after every failure: closing the tracker shortens it."""
+    delay = 0.5
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            call()
+            return True
+        except Exception as error:
+            remaining = deadline() - time.monotonic()
+            if remaining <= 0:
+                log.error("MLflow %s failed %d times, giving up: %s", what, attempt, error)
+                return False
+            if attempt == 1 or attempt % 10 == 0:
+                log.warning("MLflow %s failed (attempt %d), retrying: %s", what, attempt, error)
+            pause = min(delay, remaining)
+            if wake is not None:
+                if wake.wait(pause):
+                    wake.clear()  # woken to re-read the deadline; later pauses are full again
+            else:
+                time.sleep(pause)
+            delay = min(delay * 2, max_backoff)
+
+
 class TrialTracker:
     """A trial's nested run, fed asynchronously in batches (see the module docstring)."""
 
@@ -105,30 +198,53 @@ class TrialTracker:
         params: Mapping[str, Any],
         run_id: str | None = None,
         flush_every: int = 100,
-        retries: int = 5,
+        spill_file: Path | None = None,
+        max_buffered: int = 200_000,
+        close_timeout: float = 120.0,
+        connect_timeout: float = 120.0,
+        max_backoff: float = 30.0,
     ) -> None:
+        for key, value in FAIL_FAST_HTTP_ENV.items():
+            os.environ.setdefault(key, value)
         self.client = MlflowClient(study.tracking_uri)
         self.flush_every = flush_every
-        self.retries = retries
+        self.spill_file = spill_file
+        self.max_buffered = max_buffered
+        self.close_timeout = close_timeout
+        self.max_backoff = max_backoff
+        self._deadline = float("inf")
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._buffered = 0
+        self._spilled_metrics = 0
+        self._queue: queue.Queue[Operation | None] = queue.Queue()
         if run_id is None:
-            run = self.client.create_run(
-                study.experiment_id,
-                run_name=run_name,
-                tags={PARENT_TAG: study.parent_run_id, **{k: str(v) for k, v in tags.items()}},
-            )
-            run_id = run.info.run_id
-            log_params_and_tags(self.client, run_id, params, {})
+            created: list[str] = []
+
+            def create() -> None:
+                run = self.client.create_run(
+                    study.experiment_id,
+                    run_name=run_name,
+                    tags={PARENT_TAG: study.parent_run_id, **{k: str(v) for k, v in tags.items()}},
+                )
+                created.append(run.info.run_id)
+
+            connect_deadline = time.monotonic() + connect_timeout
+            if not with_retries(create, lambda: connect_deadline, "create_run", max_backoff):
+                raise ConnectionError(f"MLflow at {study.tracking_uri} unreachable for {connect_timeout:.0f} s")
+            run_id = created[0]
+            for chunk in _chunks([*params.items()], MAX_PARAMS_TAGS_PER_BATCH):
+                self._queue.put(Operation("params", {"params": {k: str(v) for k, v in chunk}}))
         else:
             # A retried trial re-attaches to the run it started; params are already there.
-            self.client.update_run(run_id, status="RUNNING")
+            self._queue.put(Operation("resume", {}))
         self.run_id = run_id
         self._pending: list[Metric] = []
         self._last_flush_step = 0
-        self._undelivered: list[Metric] = []
-        self._queue: queue.Queue[list[Metric] | None] = queue.Queue()
         self._sender = threading.Thread(target=self._send_loop, name="mlflow-sender", daemon=True)
         self._sender.start()
 
+    # -- the training thread's side ------------------------------------------------
     def log_terms(self, step: int, values: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
         self._pending.extend(Metric(k, float(v), now, step) for k, v in values.items())
@@ -137,51 +253,114 @@ class TrialTracker:
 
     def flush(self, step: int | None = None) -> None:
         if self._pending:
-            self._queue.put(self._pending)
-            self._pending = []
+            batch, self._pending = self._pending, []
+            for chunk in _chunks(batch, MAX_METRICS_PER_BATCH):
+                self._enqueue(Operation("metrics", chunk))
         if step is not None:
             self._last_flush_step = step
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        log_params_and_tags(self.client, self.run_id, {}, tags)
+        self._enqueue(Operation("tags", {"tags": {k: str(v) for k, v in tags.items()}}))
 
     def log_artifacts(self, paths: Iterable[Path], artifact_path: str | None = None) -> None:
         for path in paths:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+            self._enqueue(Operation("artifact", {"path": str(path), "artifact_path": artifact_path}))
 
+    @property
+    def backlog(self) -> int:
+        """Metrics waiting for the server."""
+        return self._buffered
+
+    def _enqueue(self, op: Operation) -> None:
+        with self._lock:
+            if op.metric_count and self._buffered + op.metric_count > self.max_buffered and self.spill_file:
+                # The server has been away long enough to fill the buffer: to disk, not memory.
+                self._spill([op])
+                return
+            self._buffered += op.metric_count
+        self._queue.put(op)
+
+    # -- the sender thread -----------------------------------------------------------
     def _send_loop(self) -> None:
         while True:
-            batch = self._queue.get()
-            if batch is None:
+            op = self._queue.get()
+            if op is None:
                 return
-            for chunk in _chunks(batch, MAX_METRICS_PER_BATCH):
-                if not self._send(chunk):
-                    self._undelivered.extend(chunk)
+            delivered = with_retries(
+                lambda op=op: apply_operation(self.client, self.run_id, op),
+                lambda: self._deadline,
+                op.kind,
+                self.max_backoff,
+                self._wake,
+            )
+            with self._lock:
+                self._buffered -= op.metric_count
+                if not delivered:
+                    rest = [op]
+                    while (later := self._queue.get()) is not None:
+                        rest.append(later)
+                        self._buffered -= later.metric_count
+                    self._spill(rest)
+                    return
 
-    def _send(self, metrics: list[Metric]) -> bool:
-        delay = 0.5
-        for attempt in range(self.retries):
-            try:
-                self.client.log_batch(self.run_id, metrics=metrics)
-                return True
-            except Exception as error:
-                log.warning("MLflow log_batch failed (attempt %d/%d): %s", attempt + 1, self.retries, error)
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
-        return False
+    def _spill(self, ops: list[Operation]) -> None:
+        """Append ``ops`` to the spill file (caller holds the lock)."""
+        self._spilled_metrics += sum(op.metric_count for op in ops)
+        if self.spill_file is None:
+            log.error("MLflow unreachable and no spill file: %d operations dropped", len(ops))
+            return
+        with self.spill_file.open("a") as out:
+            for op in ops:
+                out.write(json.dumps({"run_id": self.run_id, **op.to_json()}) + "\n")
 
-    def close(self, status: str, undelivered_file: Path | None = None) -> int:
-        """Deliver what is buffered, end the run with ``status``; returns metrics not delivered."""
+    def close(self, status: str, timeout: float | None = None) -> int:
+        """Deliver what is queued and end the run with ``status``, waiting at most
+        ``timeout`` (default ``close_timeout``) seconds for the server; returns the
+        number of metrics written to the spill file instead of MLflow."""
         self.flush()
+        self._queue.put(Operation("terminate", {"status": status}))
         self._queue.put(None)
+        self._deadline = time.monotonic() + (self.close_timeout if timeout is None else timeout)
+        self._wake.set()  # cut a long backoff short: the deadline changed
         self._sender.join()
-        lost = len(self._undelivered)
-        if lost and undelivered_file is not None:
-            with undelivered_file.open("a") as out:
-                for m in self._undelivered:
-                    out.write(
-                        json.dumps({"key": m.key, "value": m.value, "step": m.step, "timestamp": m.timestamp}) + "\n"
-                    )
-            log.error("%d metrics could not be delivered to MLflow; written to %s", lost, undelivered_file)
-        self.client.set_terminated(self.run_id, status)
-        return lost
+        if self._spilled_metrics:
+            log.error(
+                "%d metrics could not be delivered to MLflow; kept in %s (deliver with `vae-study sync`)",
+                self._spilled_metrics,
+                self.spill_file,
+            )
+        return self._spilled_metrics
+
+
+def replay_spill(tracking_uri: str, spill_file: Path, max_seconds: float = 30.0) -> tuple[int, int]:
+    """Deliver a trial's spilled operations in order; returns ``(delivered, left)``.
+
+    What cannot be delivered within ``max_seconds`` stays in the file (rewritten
+    atomically); a fully delivered file is removed."""
+    records = [json.loads(line) for line in spill_file.read_text().splitlines() if line.strip()]
+    client = MlflowClient(tracking_uri)
+    deadline = time.monotonic() + max_seconds
+    done = 0
+    for record in records:
+        op = Operation.from_json(record)
+
+        def call(run_id: str = record["run_id"], op: Operation = op) -> None:
+            apply_operation(client, run_id, op)
+
+        if not with_retries(call, lambda: deadline, f"replay {record['op']}"):
+            break
+        done += 1
+    left = records[done:]
+    if left:
+        tmp = spill_file.with_name(spill_file.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in left))
+        os.replace(tmp, spill_file)
+    else:
+        spill_file.unlink()
+    return done, len(left)
+
+
+def spilled_metric_count(spill_file: Path) -> int:
+    if not spill_file.exists():
+        return 0
+    return sum(len(json.loads(line).get("metrics", [])) for line in spill_file.read_text().splitlines() if line.strip())

@@ -22,7 +22,7 @@ from ray import tune
 
 from study.space import strip_variant_prefix
 from study.spec import StudySpec
-from study.tracking import StudyRun, TrialTracker
+from study.tracking import SPILL_FILE, StudyRun, TrialTracker
 from trainers.checkpoint import load_checkpoint, save_checkpoint
 from trainers.train import TrainingDiverged, TrainResult, train
 
@@ -132,6 +132,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         },
         run_id=run_id,
         flush_every=spec.tracking.flush_every,
+        spill_file=trial_dir / SPILL_FILE,
+        close_timeout=spec.tracking.close_timeout,
     )
     row: dict[str, Any] = {
         "trial_id": trial_id,
@@ -145,7 +147,6 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         "started_at": time.time(),
         "resumed_from_step": int(resume["step"]) if resume else 0,
     }
-    undelivered = trial_dir / "undelivered_metrics.jsonl"
     try:
         reporter = TrialReporter(tracker, trial_dir / HISTORY_FILE)
         result = train(train_config, reporter, resume=resume, output_dir=trial_dir / "artifacts")
@@ -154,12 +155,12 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         row.update(status="failed", failure_reason=reason, failed_step=error.step, failed_term=error.term)
         row["finished_at"] = time.time()
         tracker.set_tags({"status": "failed", "failure_reason": reason})
-        row["undelivered_metrics"] = tracker.close("FAILED", undelivered)
+        row["undelivered_metrics"] = tracker.close("FAILED")
         write_json_atomic(result_file, row)
         raise TrialFailed(reason) from None
     except BaseException as error:
         tracker.set_tags({"status": "error", "failure_reason": f"{type(error).__name__}: {error}"})
-        tracker.close("FAILED", undelivered)
+        tracker.close("FAILED")
         raise
 
     # The held-out terms are the final point of each term's history.
@@ -178,7 +179,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         finished_at=time.time(),
     )
     tracker.set_tags({"status": "completed"})
-    row["undelivered_metrics"] = tracker.close("FINISHED", undelivered)
+    row["undelivered_metrics"] = tracker.close("FINISHED")
     write_json_atomic(result_file, row)
     final = {"step": result.steps, **result.terms, **result.metrics}
     missing = [o.name for o in spec.objectives if o.name not in final]

@@ -98,7 +98,12 @@ def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["search_algorithm"] == "optuna-tpe"
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"spec.yaml", "results.parquet", "pareto.png"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
+        "spec.yaml",
+        "results.parquet",
+        "pareto.png",
+        "report.html",
+    }
     df = load_results(study_dir)
     assert {c.info.run_id for c in children} == set(df["mlflow_run_id"])
     for child in children:
@@ -109,6 +114,7 @@ def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
         assert [m.step for m in history] == [5, 10, 15, 20, 20]  # every log, then the held-out value
         assert {a.path for a in client.list_artifacts(child.info.run_id)} == {
             "model.pt",
+            "codes.npz",
             "reconstructions.png",
             "traversals.png",
             "traversals.gif",

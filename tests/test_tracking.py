@@ -1,11 +1,20 @@
 """TrialTracker against a real MLflow SQLite store, and against a server that is not there."""
 
 import json
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study.tracking import MAX_METRICS_PER_BATCH, StudyRun, TrialTracker, open_study_run
+from study.cli import main
+from study.tracking import (
+    MAX_METRICS_PER_BATCH,
+    SPILL_FILE,
+    StudyRun,
+    TrialTracker,
+    open_study_run,
+    spilled_metric_count,
+)
 
 
 @pytest.fixture()
@@ -31,7 +40,10 @@ def test_nested_run_batches_and_reattaches(study):
 
     # A retried trial re-attaches to its run and continues its histories.
     again = TrialTracker(study, "trial-a", {}, {"beta.value": 4.0}, run_id=tracker.run_id, flush_every=10)
-    assert client.get_run(tracker.run_id).info.status == "RUNNING"
+    deadline = time.monotonic() + 30
+    while client.get_run(tracker.run_id).info.status != "RUNNING":  # sent by the tracker's thread
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     again.log_terms(301, {"t3": 0.5})
     again.close("FINISHED")
     assert client.get_run(tracker.run_id).info.status == "FINISHED"
@@ -40,25 +52,40 @@ def test_nested_run_batches_and_reattaches(study):
     assert [r.info.run_id for r in children] == [tracker.run_id]
 
 
-def test_undeliverable_metrics_are_written_beside_the_trial(study, tmp_path, monkeypatch):
-    # Bound MLflow's own HTTP retries (default: 7 with exponential backoff).
+def test_undeliverable_tracking_is_written_beside_the_trial(study, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    tracker = TrialTracker(study, "trial-b", {}, {}, flush_every=1000, retries=2)
-    # The tracking server goes away after the run was created.
+    (tmp_path / "trials" / "t1").mkdir(parents=True)
+    spill = tmp_path / "trials" / "t1" / SPILL_FILE
+    tracker = TrialTracker(study, "trial-b", {}, {"beta.value": 2}, flush_every=1000, spill_file=spill)
+    deadline = time.monotonic() + 30
+    while not MlflowClient(study.tracking_uri).get_run(tracker.run_id).data.params:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # The tracking server goes away after the run and its params were created: nothing else reaches it.
     tracker.client = MlflowClient("http://127.0.0.1:9")
     tracker.log_terms(1, {"recon": 1.0, "kl": 2.0})
     tracker.log_terms(2, {"recon": 0.5, "kl": 2.5})
-    spill = tmp_path / "undelivered_metrics.jsonl"
-    with pytest.raises(Exception):  # noqa: B017 - ending the run needs the server too
-        tracker.close("FINISHED", spill)
-    lines = [json.loads(line) for line in spill.read_text().splitlines()]
-    assert sorted((r["key"], r["step"], r["value"]) for r in lines) == [
+    tracker.set_tags({"status": "completed"})
+    assert tracker.close("FINISHED", timeout=1.0) == 4
+    records = [json.loads(line) for line in spill.read_text().splitlines()]
+    assert [r["op"] for r in records] == ["tags", "metrics", "terminate"]
+    assert {r["run_id"] for r in records} == {tracker.run_id}
+    assert sorted((k, s, v) for k, v, _, s in records[1]["metrics"]) == [
         ("kl", 1, 2.0),
         ("kl", 2, 2.5),
         ("recon", 1, 1.0),
         ("recon", 2, 0.5),
     ]
+    assert spilled_metric_count(spill) == 4
+    # `vae-study sync` replays it against the study's store: the run is whole, the file gone.
+    (tmp_path / "spec.json").write_text(json.dumps({"tracking": {"uri": study.tracking_uri}}))
+    assert main(["sync", str(tmp_path)]) == 0
+    assert "3 operations delivered" in capsys.readouterr().out
+    assert not spill.exists()
+    run = MlflowClient(study.tracking_uri).get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.params == {"beta.value": "2"}
+    assert run.data.tags["status"] == "completed" and run.data.metrics == {"recon": 0.5, "kl": 2.5}
 
 
 def test_study_run_carries_the_spec(study):
