@@ -66,7 +66,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"  results      : {outcome.results}")
     if outcome.pareto:
         print(f"  pareto front : {outcome.pareto}")
-    print(f"  browse runs  : mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    if outcome.tracking_uri.startswith(("http://", "https://")):
+        print(f"  browse runs  : {outcome.tracking_uri}")
+    else:
+        print(f"  browse runs  : mlflow ui --backend-store-uri {outcome.tracking_uri}")
     return 0
 
 

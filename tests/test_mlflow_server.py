@@ -1,5 +1,7 @@
 """A study tracked by a real ``mlflow server`` process on a free loopback port."""
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,10 @@ from analysis import load_results
 pytestmark = pytest.mark.integration
 
 
-def test_a_study_logs_runs_histories_and_artifacts_to_a_tracking_server(mlflow_server, tmp_path):
+@pytest.fixture(scope="module")
+def served_study(mlflow_server, tmp_path_factory):
+    """A finished two-trial study tracked by the server: (server URL, study folder)."""
+    tmp_path = tmp_path_factory.mktemp("served")
     spec = {
         "name": "served",
         "variant": "beta_vae",
@@ -33,14 +38,25 @@ def test_a_study_logs_runs_histories_and_artifacts_to_a_tracking_server(mlflow_s
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert f"--backend-store-uri {mlflow_server}" in proc.stdout
-    assert not (study_dir / "mlflow.db").exists()  # nothing tracked locally
+    assert f"browse runs  : {mlflow_server}" in proc.stdout
+    return mlflow_server, study_dir
 
-    client = MlflowClient(mlflow_server)
+
+def _runs(url):
+    client = MlflowClient(url)
     experiment = client.get_experiment_by_name("served")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return experiment, parents, children
+
+
+def test_a_study_logs_runs_histories_and_artifacts_to_a_tracking_server(served_study, tmp_path):
+    mlflow_server, study_dir = served_study
+    assert not (study_dir / "mlflow.db").exists()  # nothing tracked locally
+
+    client = MlflowClient(mlflow_server)
+    _, parents, children = _runs(mlflow_server)
     assert len(parents) == 1 and len(children) == 2
     df = load_results(study_dir)
     assert {c.info.run_id for c in children} == set(df["mlflow_run_id"])
@@ -54,3 +70,57 @@ def test_a_study_logs_runs_histories_and_artifacts_to_a_tracking_server(mlflow_s
             Path(local).read_text()
             == (study_dir / "trials" / child.data.tags["trial_id"] / "artifacts" / "metrics.json").read_text()
         )
+
+
+def _chromium() -> str:
+    """Debian's chromium for Playwright (no browser download); skip, or fail in CI, without it."""
+    required = os.environ.get("VAE_STUDY_REQUIRE_BROWSER") == "1"
+    path = os.environ.get("VAE_STUDY_CHROMIUM") or shutil.which("chromium")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        path = None
+    if path is None:
+        message = "needs Debian's chromium (apt-get install chromium) and playwright (pip install '.[dev]')"
+        if required:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def test_the_mlflow_ui_shows_the_study_its_trials_and_term_charts(served_study, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    chromium = _chromium()
+    url, _ = served_study
+    experiment, (parent,), children = _runs(url)
+    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--disable-background-networking", "--no-first-run"]  # fmt: skip
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=flags)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs")
+            parent_link = page.locator(f'a[href$="/runs/{parent.info.run_id}"]')
+            parent_link.wait_for(timeout=60_000)
+            assert parent_link.inner_text() == "served"
+            page.get_by_text("3 matching runs").wait_for(timeout=10_000)
+            # Trials are nested under the study's run: hidden until it is expanded.
+            child_links = [page.locator(f'a[href$="/runs/{c.info.run_id}"]') for c in children]
+            assert all(link.count() == 0 for link in child_links)
+            page.locator(".ag-row").filter(has=parent_link).locator("button").first.click()
+            for link, child in zip(child_links, children, strict=True):
+                link.wait_for(timeout=10_000)
+                assert link.inner_text() == child.info.run_name
+            page.screenshot(path=str(tmp_path / "runs.png"))
+
+            # A trial's metric charts: one per term, plotted from its history.
+            child = children[0]
+            page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}/model-metrics")
+            for term in ("kl", "recon", "index_code_mi"):
+                page.get_by_text(f"{child.info.run_name} ({term})", exact=True).first.wait_for(timeout=60_000)
+            page.screenshot(path=str(tmp_path / "trial-metrics.png"), full_page=True)
+        finally:
+            browser.close()
+    for name in ("runs.png", "trial-metrics.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
