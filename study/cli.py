@@ -29,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--num-trials", type=int, help="override search.num_trials")
 
+    resume = commands.add_parser(
+        "resume", help="finish a study whose driver died (kept trials, resumed ones, the rest)"
+    )
+    resume.add_argument("study_dir", type=Path)
+    resume.add_argument("--address", help="Ray cluster address; default RAY_ADDRESS or a local Ray")
+
     validate = commands.add_parser("validate", help="check a spec and print it resolved")
     validate.add_argument("spec", type=Path)
 
@@ -60,8 +66,13 @@ def _run(args: argparse.Namespace) -> int:
     from study.runner import run_study  # Ray and MLflow load only when a study runs
 
     outcome = run_study(spec, study_dir, args.address, spec_text=args.spec.read_text())
+    _print_outcome(spec.name, outcome)
+    return 0
+
+
+def _print_outcome(name: str, outcome: object) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "no trials"
-    print(f"\nStudy {spec.name!r} done: {counts}.")
+    print(f"\nStudy {name!r} done: {counts}.")
     print(f"  study folder : {outcome.study_dir}")
     print(f"  results      : {outcome.results}")
     if outcome.pareto:
@@ -70,6 +81,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  browse runs  : {outcome.tracking_uri}")
     else:
         print(f"  browse runs  : mlflow ui --backend-store-uri {outcome.tracking_uri}")
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from study.resume import resume_study
+
+    outcome = resume_study(args.study_dir, args.address)
+    _print_outcome(outcome.study_dir.name, outcome)
     return 0
 
 
@@ -137,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "sync":
             return _sync(args)
+        if args.command == "resume":
+            return _resume(args)
         return _export(args)
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -7,18 +7,21 @@ a trial they stopped early would reach Optuna as complete and corrupt the front.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
 import ray
 import yaml
 from ray import tune
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from analysis.plots import plot_pareto
@@ -27,8 +30,8 @@ from analysis.results import load_results
 from study.export import export_results
 from study.space import DefineByRun, grid_points, make_sampler, make_storage, strip_variant_prefix
 from study.spec import SpecError, StudySpec
-from study.tracking import FAIL_FAST_HTTP_ENV, close_study_run, default_tracking_uri, open_study_run
-from study.trial import RESULT_FILE, TrialContext, run_trial, write_json_atomic
+from study.tracking import FAIL_FAST_HTTP_ENV, StudyRun, close_study_run, default_tracking_uri, open_study_run
+from study.trial import OPTUNA_KEY, RESULT_FILE, RESUME_KEY, TrialContext, run_trial, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +43,93 @@ WORKER_ENV = {
 }
 
 
+#: The study's MLflow coordinates (tracking URI, experiment, parent run), for resume.
+STUDY_RUN_FILE = "study_run.json"
+
+
 class StudyDirError(SpecError):
     """The study folder cannot be used (e.g. it already holds a study)."""
 
 
 class FinalResultOptunaSearch(OptunaSearch):
-    """Tune's ``OptunaSearch`` that ignores intermediate results lacking the objective.
+    """Tune's ``OptunaSearch``, told only final results.
 
     Trials report checkpoints with their training terms before the final metrics
-    (MIG) exist; the stock searcher would fail on the missing key.
+    (MIG) exist; the stock searcher would fail on the missing key.  A trial that
+    ends without its final report (stopped early by a scheduler, or interrupted) is
+    told to Optuna as PRUNED, never COMPLETE, so a truncated trial cannot enter the
+    Pareto front.  Each suggestion carries its Optuna trial number, params and
+    distributions under ``optuna`` so that ``vae-study resume`` can tell Optuna
+    about trials the driver did not see finish.
     """
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        config = super().suggest(trial_id)
+        if isinstance(config, dict):
+            ot_trial = self._ot_trials[trial_id]
+            config[OPTUNA_KEY] = {
+                "number": ot_trial.number,
+                "params": dict(ot_trial.params),
+                "distributions": {
+                    k: optuna.distributions.distribution_to_json(v) for k, v in ot_trial.distributions.items()
+                },
+            }
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         if all(m in result for m in metrics):
             super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if result is not None and not result.get("final"):
+            result = None  # pruned (or FAIL with error=True)
+        super().on_trial_complete(trial_id, result, error)
+
+    @property
+    def optuna_study(self) -> optuna.Study:
+        return self._ot_study
+
+
+class ResumeFirst(Searcher):
+    """Suggests ``pending`` configs first (interrupted trials of a resumed study), then
+    asks ``inner`` (None: nothing more).  Pending trials' outcomes go to ``tell``."""
+
+    def __init__(
+        self,
+        pending: list[dict[str, Any]],
+        inner: Searcher | None,
+        tell: Callable[[dict[str, Any], dict[str, Any] | None, bool], None],
+        metric: str | list[str] | None = None,
+        mode: str | list[str] | None = None,
+    ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.pending = list(pending)
+        self.inner = inner
+        self.tell = tell
+        self.resumed: dict[str, dict[str, Any]] = {}
+
+    def set_search_properties(self, metric: Any, mode: Any, config: dict, **spec: Any) -> bool:
+        if self.inner is not None:
+            return self.inner.set_search_properties(metric, mode, config, **spec)
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.pending:
+            config = self.pending.pop(0)
+            self.resumed[trial_id] = config
+            return config
+        return self.inner.suggest(trial_id) if self.inner is not None else Searcher.FINISHED
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id not in self.resumed and self.inner is not None:
+            self.inner.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id in self.resumed:
+            self.tell(self.resumed.pop(trial_id), result, error)
+        elif self.inner is not None:
+            self.inner.on_trial_complete(trial_id, result, error)
 
 
 class _RecordCrashes(tune.Callback):
@@ -64,17 +139,19 @@ class _RecordCrashes(tune.Callback):
         self.study_dir, self.spec = study_dir, spec
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        folder = self.study_dir / "trials" / trial.trial_id
+        trial_id = trial.config.get(RESUME_KEY) or trial.trial_id
+        folder = self.study_dir / "trials" / trial_id
         if (folder / RESULT_FILE).exists():
             return
         folder.mkdir(parents=True, exist_ok=True)
         error = trial.get_error()
         reason = str(error).strip().splitlines()[-1] if error else "trial crashed"
-        config = strip_variant_prefix(dict(trial.config.get("point", trial.config)))
+        config = {k: v for k, v in trial.config.items() if k not in (RESUME_KEY, OPTUNA_KEY)}
+        config = strip_variant_prefix(dict(config.get("point", config)))
         write_json_atomic(
             folder / RESULT_FILE,
             {
-                "trial_id": trial.trial_id,
+                "trial_id": trial_id,
                 "trial_name": str(trial),
                 "status": "error",
                 "failure_reason": reason,
@@ -146,24 +223,48 @@ def run_study(
         spec_file=spec_file,
     )
 
+    write_json_atomic(study_dir / STUDY_RUN_FILE, dataclasses.asdict(study_run))
+
     if spec.search.mode == "grid":
-        points = grid_points(spec)
-        param_space: dict[str, Any] = {"point": tune.grid_search(points)}
-        tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=spec.search.max_concurrent)
+        searcher: Searcher | None = None
+        param_space: dict[str, Any] = {"point": tune.grid_search(grid_points(spec))}
+        num_samples = 1
     else:
-        searcher = FinalResultOptunaSearch(
-            space=DefineByRun(spec),
-            metric=names if spec.multi_objective else names[0],
-            mode=modes if spec.multi_objective else modes[0],
-            sampler=make_sampler(spec),
-            study_name=spec.name,
-            storage=make_storage(spec, study_dir),
-        )
-        param_space = {}
+        searcher = make_optuna_searcher(spec, study_dir)
+        param_space, num_samples = {}, spec.search.num_trials
+    return launch(spec, study_dir, study_run, tracking_uri, searcher, param_space, num_samples, address, "ray")
+
+
+def make_optuna_searcher(spec: StudySpec, study_dir: Path, seed_offset: int = 0) -> FinalResultOptunaSearch:
+    return FinalResultOptunaSearch(
+        space=DefineByRun(spec),
+        metric=[o.name for o in spec.objectives] if spec.multi_objective else spec.objectives[0].name,
+        mode=[o.mode for o in spec.objectives] if spec.multi_objective else spec.objectives[0].mode,
+        sampler=make_sampler(spec, seed_offset),
+        study_name=spec.name,
+        storage=make_storage(spec, study_dir),
+    )
+
+
+def launch(
+    spec: StudySpec,
+    study_dir: Path,
+    study_run: StudyRun,
+    tracking_uri: str,
+    searcher: Searcher | None,
+    param_space: dict[str, Any],
+    num_samples: int,
+    address: str | None,
+    experiment: str,
+) -> StudyOutcome:
+    """Run the trials with Tune, then :func:`finish_study`."""
+    if searcher is not None:
         tune_config = tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-            num_samples=spec.search.num_trials,
+            num_samples=num_samples,
         )
+    else:
+        tune_config = tune.TuneConfig(num_samples=num_samples, max_concurrent_trials=spec.search.max_concurrent)
     context = TrialContext(spec=spec.model_dump(mode="json"), study_dir=str(study_dir), tracking=study_run)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context),
@@ -179,7 +280,7 @@ def run_study(
         param_space=param_space,
         tune_config=tune_config,
         run_config=tune.RunConfig(
-            name="ray",
+            name=experiment,
             storage_path=str(study_dir),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),

@@ -120,8 +120,10 @@ def make_storage(spec: StudySpec, study_dir: Path) -> optuna.storages.BaseStorag
     return None if url is None else optuna.storages.RDBStorage(url)
 
 
-def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    seed = spec.search.seed
+def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler; ``seed_offset`` (trials already run, on resume) keeps a
+    restarted sampler from suggesting the same sequence again."""
+    seed = None if spec.search.seed is None else spec.search.seed + seed_offset
     if spec.search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.search.sampler == "nsga2":

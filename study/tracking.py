@@ -104,6 +104,16 @@ def close_study_run(study: StudyRun, artifacts: Iterable[Path], summary: Mapping
     client.set_terminated(study.parent_run_id, status)
 
 
+def find_trial_run(study: StudyRun, trial_id: str) -> str | None:
+    """The nested run a trial opened, by its ``trial_id`` tag (None: it has none)."""
+    runs = MlflowClient(study.tracking_uri).search_runs(
+        [study.experiment_id],
+        f"tags.trial_id = '{trial_id}' and tags.`{PARENT_TAG}` = '{study.parent_run_id}'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
 #: MLflow's client retries a failed HTTP call 7 times with exponential backoff
 #: (minutes); the tracker retries itself and must see failures quickly.
 FAIL_FAST_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}

@@ -22,7 +22,7 @@ from ray import tune
 
 from study.space import strip_variant_prefix
 from study.spec import StudySpec
-from study.tracking import SPILL_FILE, StudyRun, TrialTracker
+from study.tracking import SPILL_FILE, StudyRun, TrialTracker, find_trial_run
 from trainers.checkpoint import load_checkpoint, save_checkpoint
 from trainers.train import TrainingDiverged, TrainResult, train
 
@@ -30,6 +30,13 @@ RESULT_FILE = "result.json"
 HISTORY_FILE = "history.jsonl"
 STATE_FILE = "state.pt"
 TRIAL_META_FILE = "trial.json"
+#: The trial's config as the searcher suggested it, written before training starts:
+#: ``vae-study resume`` re-runs an interrupted trial from it.
+TRIAL_CONFIG_FILE = "trial_config.json"
+#: The trial's own copy of its latest checkpoint (Tune keeps one per experiment).
+CHECKPOINT_DIR = "checkpoint"
+#: Keys of a trial's config that are bookkeeping, not hyperparameters.
+RESUME_KEY, OPTUNA_KEY = "resume_trial_id", "optuna"
 
 
 class TrialFailed(RuntimeError):
@@ -65,9 +72,10 @@ class TrialReporter:
     """Bridges :func:`trainers.train.train` to MLflow and the trial's history file (every log)
     and to Tune (every checkpoint)."""
 
-    def __init__(self, tracker: TrialTracker, history_file: Path) -> None:
+    def __init__(self, tracker: TrialTracker, trial_dir: Path) -> None:
         self.tracker = tracker
-        self.history_file = history_file
+        self.trial_dir = trial_dir
+        self.history_file = trial_dir / HISTORY_FILE
         self.last_terms: dict[str, float] = {}
 
     def on_terms(self, step: int, terms: Mapping[str, float]) -> None:
@@ -77,29 +85,75 @@ class TrialReporter:
 
     def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
         self.tracker.flush(step)
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory(dir=self.trial_dir) as folder:
             save_checkpoint(Path(folder) / STATE_FILE, state)
             write_json_atomic(Path(folder) / TRIAL_META_FILE, {"mlflow_run_id": self.tracker.run_id, "step": step})
-            tune.report({"step": step, **self.last_terms}, checkpoint=tune.Checkpoint.from_directory(folder))
+            _replace_dir(Path(folder), self.trial_dir / CHECKPOINT_DIR)
+            tune.report(
+                {"step": step, "final": 0, **self.last_terms},
+                checkpoint=tune.Checkpoint.from_directory(self.trial_dir / CHECKPOINT_DIR),
+            )
 
     def on_end(self, result: TrainResult) -> None:
         pass
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Put ``source`` at ``target`` so that a reader sees the old or the new folder, whole."""
+    old = target.with_name(target.name + ".old")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(source, target)
+    if old.exists():
+        for child in old.iterdir():
+            child.unlink()
+        old.rmdir()
+    source.mkdir()  # the TemporaryDirectory context removes it
+
+
+def latest_checkpoint(trial_dir: Path, tune_checkpoint: tune.Checkpoint | None) -> tuple[dict, str] | None:
+    """``(state, mlflow_run_id)`` of the newer of Tune's checkpoint and the trial's own copy."""
+    found = []
+    if tune_checkpoint is not None:
+        with tune_checkpoint.as_directory() as folder:
+            found.append(_read_checkpoint(Path(folder)))
+    own = trial_dir / CHECKPOINT_DIR
+    if not own.is_dir() and own.with_name(CHECKPOINT_DIR + ".old").is_dir():
+        own = own.with_name(CHECKPOINT_DIR + ".old")  # killed between the two renames
+    if (own / TRIAL_META_FILE).exists():
+        found.append(_read_checkpoint(own))
+    return max(found, key=lambda f: int(f[0]["step"])) if found else None
+
+
+def _read_checkpoint(folder: Path) -> tuple[dict, str]:
+    return load_checkpoint(folder / STATE_FILE), json.loads((folder / TRIAL_META_FILE).read_text())["mlflow_run_id"]
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """The Tune function trainable."""
     spec = context.study_spec
     tune_context = tune.get_context()
-    trial_id, trial_name = tune_context.get_trial_id(), tune_context.get_trial_name()
+    config = dict(config)
+    # A trial resumed by `vae-study resume` keeps the folder (and MLflow run) it started with.
+    resumed_id = config.pop(RESUME_KEY, None)
+    trial_id = resumed_id or tune_context.get_trial_id()
+    trial_name = tune_context.get_trial_name()
     trial_dir = Path(context.study_dir) / "trials" / trial_id
     trial_dir.mkdir(parents=True, exist_ok=True)
     result_file = trial_dir / RESULT_FILE
+    if not (trial_dir / TRIAL_CONFIG_FILE).exists():
+        write_json_atomic(trial_dir / TRIAL_CONFIG_FILE, {"trial_id": trial_id, "config": config})
+    config.pop(OPTUNA_KEY, None)
 
     if result_file.exists():
         previous = json.loads(result_file.read_text())
         if previous.get("status") == "failed":
             # Divergence is deterministic: a retry would diverge again.
             raise TrialFailed(previous.get("failure_reason", "failed"))
+        if previous.get("status") == "completed":
+            # Finished before its driver learnt of it: report what it wrote, train nothing.
+            tune.report({"step": previous["steps"], "final": 1, **previous["terms"], **previous["metrics"]})
+            return
 
     config = strip_variant_prefix(config.get("point", config))
     seed, variant = int(config["seed"]), config["variant"]
@@ -107,11 +161,15 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     train_config = spec.train_config(params, seed, variant)
 
     resume, run_id = None, None
-    checkpoint = tune.get_checkpoint()
+    checkpoint = latest_checkpoint(trial_dir, tune.get_checkpoint())
     if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            resume = load_checkpoint(Path(folder) / STATE_FILE)
-            run_id = json.loads((Path(folder) / TRIAL_META_FILE).read_text())["mlflow_run_id"]
+        resume, run_id = checkpoint
+    elif (trial_dir / TRIAL_META_FILE).exists():
+        # Interrupted before its first checkpoint: train from zero, in the run it opened.
+        run_id = json.loads((trial_dir / TRIAL_META_FILE).read_text())["mlflow_run_id"]
+    elif resumed_id is not None:
+        # Killed between opening its run and writing trial.json: find the run by its tag.
+        run_id = find_trial_run(context.tracking, trial_id)
 
     tags = {
         "trial_id": trial_id,
@@ -135,6 +193,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         spill_file=trial_dir / SPILL_FILE,
         close_timeout=spec.tracking.close_timeout,
     )
+    write_json_atomic(trial_dir / TRIAL_META_FILE, {"mlflow_run_id": tracker.run_id, "trial_name": trial_name})
     row: dict[str, Any] = {
         "trial_id": trial_id,
         "trial_name": trial_name,
@@ -148,7 +207,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         "resumed_from_step": int(resume["step"]) if resume else 0,
     }
     try:
-        reporter = TrialReporter(tracker, trial_dir / HISTORY_FILE)
+        reporter = TrialReporter(tracker, trial_dir)
         result = train(train_config, reporter, resume=resume, output_dir=trial_dir / "artifacts")
     except TrainingDiverged as error:
         reason = str(error)
@@ -181,7 +240,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     tracker.set_tags({"status": "completed"})
     row["undelivered_metrics"] = tracker.close("FINISHED")
     write_json_atomic(result_file, row)
-    final = {"step": result.steps, **result.terms, **result.metrics}
+    final = {"step": result.steps, "final": 1, **result.terms, **result.metrics}
     missing = [o.name for o in spec.objectives if o.name not in final]
     if missing:
         raise TrialFailed(f"final result lacks objective(s) {', '.join(missing)}")
