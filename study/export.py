@@ -8,7 +8,8 @@ column                      meaning
 ==========================  ======================================================
 ``trial_id``                Tune's trial id (also the trial's folder name)
 ``trial_name``              Tune's trial name (the MLflow run name)
-``status``                  ``completed``, ``failed`` (diverged) or ``error`` (crashed)
+``status``                  ``completed``, ``failed`` (diverged), ``error`` (crashed) or
+                            ``pruned`` (stopped early by the scheduler)
 ``failure_reason``          why a trial did not complete (null otherwise)
 ``failed_step``             step at which a term became non-finite
 ``failed_term``             the term that became non-finite

@@ -100,7 +100,9 @@ class OptunaReconciler:
             info = (record["config"] or {}).get(OPTUNA_KEY)
             if info is not None:
                 values = _values(spec, record["result"])
-                self.tell(info, TrialState.COMPLETE if values else TrialState.FAIL, values)
+                pruned = record["result"].get("status") == "pruned"
+                state = TrialState.COMPLETE if values else (TrialState.PRUNED if pruned else TrialState.FAIL)
+                self.tell(info, state, values)
         waiting = {(r["config"] or {}).get(OPTUNA_KEY, {}).get("number") for r in interrupted.values()}
         for number in sorted(self.running - waiting):
             # Suggested, but the driver died before its trial started: it never ran.

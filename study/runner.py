@@ -20,7 +20,9 @@ from typing import Any
 import optuna
 import ray
 import yaml
+from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
@@ -30,8 +32,23 @@ from analysis.results import load_results
 from study.export import export_results
 from study.space import DefineByRun, grid_points, make_sampler, make_storage, strip_variant_prefix
 from study.spec import SpecError, StudySpec
-from study.tracking import FAIL_FAST_HTTP_ENV, StudyRun, close_study_run, default_tracking_uri, open_study_run
-from study.trial import OPTUNA_KEY, RESULT_FILE, RESUME_KEY, TrialContext, run_trial, write_json_atomic
+from study.tracking import (
+    FAIL_FAST_HTTP_ENV,
+    StudyRun,
+    close_study_run,
+    default_tracking_uri,
+    log_params_and_tags,
+    open_study_run,
+)
+from study.trial import (
+    OPTUNA_KEY,
+    RESULT_FILE,
+    RESUME_KEY,
+    TRIAL_META_FILE,
+    TrialContext,
+    run_trial,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,36 +149,87 @@ class ResumeFirst(Searcher):
             self.inner.on_trial_complete(trial_id, result, error)
 
 
-class _RecordCrashes(tune.Callback):
-    """Writes a ``result.json`` for a trial that crashed without writing one, so it is counted."""
+class _RecordUnfinished(tune.Callback):
+    """Writes ``result.json`` for a trial that ended without writing one, so it is counted:
+    one that crashed (``error``) and one a scheduler stopped early (``pruned``, its MLflow
+    run ended KILLED)."""
 
     def __init__(self, study_dir: Path, spec: StudySpec) -> None:
         self.study_dir, self.spec = study_dir, spec
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def _record(self, trial: Any, status: str, reason: str) -> dict[str, Any] | None:
         trial_id = trial.config.get(RESUME_KEY) or trial.trial_id
         folder = self.study_dir / "trials" / trial_id
         if (folder / RESULT_FILE).exists():
-            return
+            return None
         folder.mkdir(parents=True, exist_ok=True)
-        error = trial.get_error()
-        reason = str(error).strip().splitlines()[-1] if error else "trial crashed"
         config = {k: v for k, v in trial.config.items() if k not in (RESUME_KEY, OPTUNA_KEY)}
         config = strip_variant_prefix(dict(config.get("point", config)))
-        write_json_atomic(
-            folder / RESULT_FILE,
-            {
-                "trial_id": trial_id,
-                "trial_name": str(trial),
-                "status": "error",
-                "failure_reason": reason,
-                "variant": config.pop("variant", None),
-                "seed": config.pop("seed", None),
-                "params": config,
-                "steps": self.spec.training.steps,
-                "finished_at": time.time(),
-            },
+        meta = folder / TRIAL_META_FILE
+        record = {
+            "trial_id": trial_id,
+            "trial_name": str(trial),
+            "status": status,
+            "failure_reason": reason,
+            "variant": config.pop("variant", None),
+            "seed": config.pop("seed", None),
+            "params": config,
+            "steps": self.spec.training.steps,
+            "mlflow_run_id": json.loads(meta.read_text())["mlflow_run_id"] if meta.exists() else None,
+            "finished_at": time.time(),
+        }
+        write_json_atomic(folder / RESULT_FILE, record)
+        return record
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = trial.get_error()
+        reason = str(error).strip().splitlines()[-1] if error else "trial crashed"
+        self._record(trial, "error", reason)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        last = trial.last_result or {}
+        if last.get("final"):
+            return
+        stopping = self.spec.search.early_stopping
+        step = last.get("step", 0)
+        reason = "stopped early"
+        if stopping is not None and stopping.metric in last:
+            reason = (
+                f"stopped early by {stopping.scheduler} at step {step} ({stopping.metric}={last[stopping.metric]:.6g})"
+            )
+        record = self._record(trial, "pruned", reason)
+        if record is None or record["mlflow_run_id"] is None:
+            return
+        run_id = record["mlflow_run_id"]
+        try:
+            client = self._client()
+            log_params_and_tags(client, run_id, {}, {"status": "pruned", "failure_reason": reason})
+            client.set_terminated(run_id, "KILLED")
+        except Exception as error:  # the record is written; the tag is cosmetic
+            log.warning("could not mark MLflow run %s pruned: %s", run_id, error)
+
+    def _client(self) -> MlflowClient:
+        run = json.loads((self.study_dir / STUDY_RUN_FILE).read_text())
+        return MlflowClient(run["tracking_uri"])
+
+
+def make_scheduler(spec: StudySpec) -> tune.schedulers.TrialScheduler | None:
+    """ASHA or the median stopping rule on the spec's training term, by step."""
+    stopping = spec.search.early_stopping
+    if stopping is None:
+        return None
+    if stopping.scheduler == "asha":
+        return ASHAScheduler(
+            time_attr="step",
+            metric=stopping.metric,
+            mode=stopping.mode,
+            max_t=spec.training.steps,
+            grace_period=stopping.grace_period,
+            reduction_factor=stopping.reduction_factor,
         )
+    return MedianStoppingRule(
+        time_attr="step", metric=stopping.metric, mode=stopping.mode, grace_period=stopping.grace_period
+    )
 
 
 @dataclass
@@ -262,9 +330,12 @@ def launch(
         tune_config = tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
             num_samples=num_samples,
+            scheduler=make_scheduler(spec),
         )
     else:
-        tune_config = tune.TuneConfig(num_samples=num_samples, max_concurrent_trials=spec.search.max_concurrent)
+        tune_config = tune.TuneConfig(
+            num_samples=num_samples, max_concurrent_trials=spec.search.max_concurrent, scheduler=make_scheduler(spec)
+        )
     context = TrialContext(spec=spec.model_dump(mode="json"), study_dir=str(study_dir), tracking=study_run)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context),
@@ -284,7 +355,7 @@ def launch(
             storage_path=str(study_dir),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[_RecordCrashes(study_dir, spec)],
+            callbacks=[_RecordUnfinished(study_dir, spec)],
             verbose=1,
         ),
     )

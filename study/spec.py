@@ -125,6 +125,26 @@ class ObjectiveSpec(_Model):
     mode: Literal["min", "max"]
 
 
+class EarlyStoppingSpec(_Model):
+    """Tune's ASHA (Li et al. 2020) or median stopping rule (Golovin et al. 2017) on a
+    training term reported at every checkpoint.
+
+    Single-objective studies only: a scheduler ranks trials by one metric, and in a
+    multi-objective study a trial stopped for a poor training term may still lie on
+    the Pareto front of the final objectives; stopping it would bias the front.  A
+    stopped trial is recorded ``pruned`` (parquet status, MLflow KILLED, Optuna
+    PRUNED), never complete."""
+
+    scheduler: Literal["asha", "median"] = "asha"
+    #: A training term every variant of the study reports (``loss``, ``recon``...).
+    metric: str = "loss"
+    mode: Literal["min", "max"] = "min"
+    #: Steps before a trial may be stopped; a multiple of ``training.checkpoint_every``.
+    grace_period: int = Field(1000, ge=1)
+    #: ASHA's η: each rung keeps the best 1/η of the trials that reached it.
+    reduction_factor: float = Field(3.0, gt=1)
+
+
 class SearchSpec(_Model):
     #: ``optuna``: sample ``num_trials`` configurations; ``grid``: every combination
     #: of variants × weight choices × seeds (``num_trials`` is then that count).
@@ -140,6 +160,8 @@ class SearchSpec(_Model):
     #: (``sqlite:///...``, ``postgresql://user@host/db``; PostgreSQL needs the
     #: ``postgres`` extra).  The Optuna study is named after the spec.
     storage: str | None = None
+    #: Stop unpromising trials early (single-objective studies; see EarlyStoppingSpec).
+    early_stopping: EarlyStoppingSpec | None = None
 
 
 class ResourcesSpec(_Model):
@@ -298,6 +320,20 @@ def check_spec(spec: StudySpec) -> None:
         problems.append("seeds: must be >= 0")
     if spec.search.mode == "grid":
         problems.extend(_check_grid(spec))
+    stopping = spec.search.early_stopping
+    if stopping is not None:
+        if spec.multi_objective:
+            problems.append(
+                "search.early_stopping: only for single-objective studies (a trial stopped for one training term "
+                "may still belong on the Pareto front of the objectives)"
+            )
+        if stopping.metric not in terms:
+            problems.append(
+                f"search.early_stopping.metric: {stopping.metric!r} is not a training term of every variant "
+                f"(known: {', '.join(sorted(terms))})"
+            )
+        if not spec.training.checkpoint_every:
+            problems.append("search.early_stopping: needs training.checkpoint_every > 0 (trials report at checkpoints)")
     storage = spec.search.storage
     if storage is not None and storage != "sqlite" and "://" not in storage:
         problems.append(f"search.storage: must be 'sqlite' or a database URL, got {storage!r}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from study.spec import SpecError, StudySpec
 
-STATUSES = ("completed", "failed", "error")
+STATUSES = ("completed", "failed", "error", "pruned")
 
 
 @dataclass
@@ -86,7 +86,8 @@ def format_status(study_dir: Path, status: StudyStatus, objectives: dict[str, st
     lines = [
         f"study {study_dir}",
         f"  trials    {status.total} planned: {c['completed']} completed, {c['failed']} failed, "
-        f"{c['error']} crashed, {len(status.running)} running, {status.pending} pending",
+        f"{c['error']} crashed, {len(status.running)} running, {status.pending} pending"
+        + (f", {c['pruned']} stopped early" if c["pruned"] else ""),
     ]
     for trial_id, step in sorted(status.running.items()):
         lines.append(f"  running   {trial_id} at step {step} of {status.steps}")

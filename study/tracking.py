@@ -276,6 +276,14 @@ class TrialTracker:
         for path in paths:
             self._enqueue(Operation("artifact", {"path": str(path), "artifact_path": artifact_path}))
 
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for queued metrics to reach the server (before a
+        report after which Tune may stop the trial); False if some are still waiting."""
+        deadline = time.monotonic() + timeout
+        while self._buffered and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._buffered
+
     @property
     def backlog(self) -> int:
         """Metrics waiting for the server."""

@@ -85,6 +85,8 @@ class TrialReporter:
 
     def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
         self.tracker.flush(step)
+        # A scheduler may stop the trial at this report: let its metrics reach MLflow first.
+        self.tracker.drain(timeout=10.0)
         with tempfile.TemporaryDirectory(dir=self.trial_dir) as folder:
             save_checkpoint(Path(folder) / STATE_FILE, state)
             write_json_atomic(Path(folder) / TRIAL_META_FILE, {"mlflow_run_id": self.tracker.run_id, "step": step})
@@ -217,6 +219,12 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         row["undelivered_metrics"] = tracker.close("FAILED")
         write_json_atomic(result_file, row)
         raise TrialFailed(reason) from None
+    except SystemExit:
+        # Tune ends a trial a scheduler stopped with sys.exit(0) inside tune.report; the
+        # driver's callback writes its result.json with the reason.
+        tracker.set_tags({"status": "pruned"})
+        tracker.close("KILLED")
+        raise
     except BaseException as error:
         tracker.set_tags({"status": "error", "failure_reason": f"{type(error).__name__}: {error}"})
         tracker.close("FAILED")
