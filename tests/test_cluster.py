@@ -1,0 +1,166 @@
+"""A study on a real two-node Ray cluster on loopback (token auth), and the loss of a node.
+
+Each node is its own ``ray start --block`` process group with its own temp dir, so
+killing a group kills that node's raylet and the trial workers it started, as when
+a machine is lost.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import free_port
+
+from analysis import load_results
+
+pytestmark = pytest.mark.integration
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+class LoopbackCluster:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        token = secrets.token_hex(16)
+        # Every node and the driver share the token; trials inherit it from their node.
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+        self.nodes: dict[str, subprocess.Popen] = {}
+        # Ray's socket paths must stay under 107 bytes: a short folder, not pytest's.
+        self.temp = tempfile.mkdtemp(prefix="vs-ray-", dir="/tmp")
+
+    def start_node(self, name: str, *args: str) -> None:
+        log = (self.root / f"{name}.log").open("w")
+        self.nodes[name] = subprocess.Popen(
+            [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats",
+             f"--temp-dir={self.temp}/{name}", *args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def wait_for_nodes(self, count: int, timeout: float = 120) -> None:
+        probe = f"import ray; ray.init(address='{self.address}'); print(sum(n['Alive'] for n in ray.nodes()))"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead = [name for name, proc in self.nodes.items() if proc.poll() is not None]
+            if dead:
+                pytest.fail(f"ray node {dead[0]} exited: {(self.root / f'{dead[0]}.log').read_text()[-3000:]}")
+            out = subprocess.run([sys.executable, "-c", probe], env=self.env, capture_output=True, text=True)
+            if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+                return
+            time.sleep(1)
+        pytest.fail(f"cluster did not reach {count} nodes: {out.stdout[-500:]} {out.stderr[-2000:]}")
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILL the node: its raylet and every process it started (workers may leave the group)."""
+        proc = self.nodes.pop(name)
+        family = descendants(proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)
+        for pid in family:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+
+    def stop(self) -> None:
+        for name in list(self.nodes):
+            self.kill_node(name)
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+@pytest.fixture()
+def cluster(tmp_path):
+    cluster = LoopbackCluster(tmp_path)
+    cluster.start_node("head", "--head", f"--port={cluster.port}", "--include-dashboard=false")
+    cluster.start_node("worker", f"--address={cluster.address}")
+    try:
+        cluster.wait_for_nodes(2)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+SPEC = {
+    "name": "clustered",
+    "variant": "beta_vae",
+    "model": {"latent_dim": 4},
+    "training": {"steps": 400, "batch_size": 16, "lr": 1e-3, "log_every": 10, "checkpoint_every": 50},
+    "evaluation": {"recon_points": 64, "mig_points": 500},
+    "seeds": [0, 1],
+    "weights": {"beta": {"schedule": "constant", "value": {"low": 0.5, "high": 8, "log": True}}},
+    "objectives": [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}],
+    "search": {"num_trials": 3, "max_concurrent": 2, "max_failures": 3, "storage": "sqlite"},
+    "tracking": {"flush_every": 10},
+}
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process below ``root`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(_parent(int(entry)), []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    found, stack = set(), [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def _trial_on(study_dir: Path, node_pid: int) -> str | None:
+    """A trial whose worker process runs under the node started as ``node_pid`` and has checkpointed."""
+    family = descendants(node_pid)
+    for results in study_dir.glob("ray/*/result.json"):
+        lines = results.read_text().splitlines()
+        if not lines:
+            continue
+        last = json.loads(lines[-1])
+        if last.get("pid") in family and last.get("step", 0) >= 50:
+            return last["trial_id"]
+    return None
+
+
+def test_a_study_survives_losing_a_worker_node(cluster, tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    study_dir = tmp_path / "study"
+    worker_node = cluster.nodes["worker"].pid
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "run", str(path), "--study-dir", str(study_dir),
+         "--address", cluster.address],
+        env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    victim = None
+    while victim is None and time.monotonic() < deadline and driver.poll() is None:
+        victim = _trial_on(study_dir, worker_node)
+        time.sleep(0.1)
+    assert victim is not None, driver.communicate()[0][-4000:]
+    cluster.kill_node("worker")  # its raylet and the trial worker on it die mid-trial
+
+    out, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, out[-4000:]
+    df = load_results(study_dir)
+    assert len(df) == 3 and (df["status"] == "completed").all(), out[-3000:]
+    # The trial of the lost node was retried on the head from its checkpoint.
+    assert int(df.loc[df["trial_id"] == victim, "resumed_from_step"].iloc[0]) >= 50
