@@ -20,6 +20,7 @@ So the final study has exactly the spec's number of trials and one MLflow run ea
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ from study.runner import (
     FinalResultOptunaSearch,
     ResumeFirst,
     StudyOutcome,
+    check_cluster,
     finish_study,
+    init_ray,
     launch,
     make_optuna_searcher,
 )
@@ -114,11 +117,9 @@ def _canonical(point: dict[str, Any]) -> str:
     return json.dumps(point, sort_keys=True, default=str)
 
 
-def _next_experiment(study_dir: Path) -> str:
-    n = 1
-    while (study_dir / f"ray-resume-{n}").exists():
-        n += 1
-    return f"ray-resume-{n}"
+def _next_experiment() -> str:
+    # A new Tune experiment per resume (its storage may be remote, so no listing).
+    return f"ray-resume-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def resume_study(study_dir: Path, address: str | None = None) -> StudyOutcome:
@@ -129,6 +130,8 @@ def resume_study(study_dir: Path, address: str | None = None) -> StudyOutcome:
         if not needed.is_file():
             raise SpecError(f"{study_dir}: not a resumable study folder (no {needed.name} inside)")
     spec = StudySpec.model_validate(json.loads(spec_file.read_text()))
+    init_ray(address)
+    check_cluster(spec)
     study_run = StudyRun(**json.loads(run_file.read_text()))
     MlflowClient(study_run.tracking_uri).update_run(study_run.parent_run_id, status="RUNNING")
     finished, interrupted = scan_trials(study_dir)
@@ -158,6 +161,4 @@ def resume_study(study_dir: Path, address: str | None = None) -> StudyOutcome:
     tracking_uri = study_run.tracking_uri
     if num_samples == 0:
         return finish_study(spec, study_dir, study_run, tracking_uri, "FINISHED")
-    return launch(
-        spec, study_dir, study_run, tracking_uri, searcher, {}, num_samples, address, _next_experiment(study_dir)
-    )
+    return launch(spec, study_dir, study_run, tracking_uri, searcher, {}, num_samples, address, _next_experiment())

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pyarrow.fs
 import ray
 import yaml
 from mlflow.tracking import MlflowClient
@@ -250,15 +251,51 @@ def prepare_study_dir(study_dir: Path) -> None:
     study_dir.mkdir(parents=True, exist_ok=True)
 
 
+#: What trials need from the driver's environment to reach cloud storage and a
+#: password-protected tracking server; it travels in the runtime_env, not the shell.
+FORWARDED_ENV = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
+    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+)  # fmt: skip
+
+
 def init_ray(address: str | None) -> None:
     """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray in-process."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    options: dict[str, Any] = {"runtime_env": {"env_vars": WORKER_ENV}, "logging_level": logging.WARNING}
+    env = {**WORKER_ENV, **{k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}}
+    options: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": logging.WARNING}
     if not address:
         options["include_dashboard"] = False
     ray.init(address=address, **options)
+
+
+def check_cluster(spec: StudySpec) -> None:
+    """A multi-node cluster needs the study folder on shared storage (see StorageSpec)."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and not spec.storage.shared:
+        raise SpecError(
+            f"storage.shared: this Ray cluster has {len(nodes)} nodes; trials on every node write to the study "
+            "folder, so put --study-dir on a filesystem all nodes mount (and storage.path on it or in the cloud, "
+            "e.g. s3://bucket/studies), then set storage.shared: true"
+        )
+
+
+def storage_options(spec: StudySpec, study_dir: Path) -> dict[str, Any]:
+    """``storage_path`` (and ``storage_filesystem``) for Tune's RunConfig."""
+    path = spec.storage.path
+    if path is None:
+        return {"storage_path": str(study_dir)}
+    if path.startswith("s3://") and (spec.storage.endpoint or spec.storage.region):
+        endpoint = spec.storage.endpoint
+        options: dict[str, Any] = {"region": spec.storage.region or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+        if endpoint:
+            scheme, _, host = endpoint.partition("://")
+            options.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
+        # With a filesystem given, Tune wants the path without its scheme.
+        return {"storage_path": path[len("s3://") :], "storage_filesystem": pyarrow.fs.S3FileSystem(**options)}
+    return {"storage_path": path}
 
 
 def run_study(
@@ -266,6 +303,10 @@ def run_study(
 ) -> StudyOutcome:
     """Run ``spec`` to completion in ``study_dir``; see the module docstring."""
     study_dir = study_dir.resolve()
+    if study_dir.exists() and any(study_dir.iterdir()):
+        prepare_study_dir(study_dir)  # refuses, before Ray starts
+    init_ray(address)
+    check_cluster(spec)
     prepare_study_dir(study_dir)
     spec_file = study_dir / "spec.yaml"
     spec_file.write_text(
@@ -352,7 +393,7 @@ def launch(
         tune_config=tune_config,
         run_config=tune.RunConfig(
             name=experiment,
-            storage_path=str(study_dir),
+            **storage_options(spec, study_dir),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=[_RecordUnfinished(study_dir, spec)],

@@ -169,6 +169,23 @@ class ResourcesSpec(_Model):
     gpus: float = Field(0.0, ge=0)
 
 
+class StorageSpec(_Model):
+    """Where Ray Tune keeps its experiment state and trial checkpoints.
+
+    Default: the study folder.  ``path: s3://bucket/prefix`` uses Ray's own cloud
+    storage (through a pyarrow S3 filesystem; ``endpoint`` for an S3-compatible
+    server); credentials come from the driver's ``AWS_*`` environment and travel to
+    the trials in Ray's ``runtime_env``.  A cluster of several nodes also needs the
+    study folder itself on a filesystem every node mounts (trials write their
+    ``result.json``, histories and artifacts there): say so with ``shared: true``;
+    the run refuses a multi-node cluster otherwise."""
+
+    path: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    shared: bool = False
+
+
 class TrackingSpec(_Model):
     #: MLflow tracking URI; default: a SQLite store ``mlflow.db`` in the study folder.
     uri: str | None = None
@@ -201,6 +218,7 @@ class StudySpec(_Model):
     search: SearchSpec = SearchSpec()
     resources: ResourcesSpec = ResourcesSpec()
     tracking: TrackingSpec = TrackingSpec()
+    storage: StorageSpec = StorageSpec()
 
     _shorthand = model_validator(mode="before")(_expand_weight_shorthand)
 
@@ -334,6 +352,11 @@ def check_spec(spec: StudySpec) -> None:
             )
         if not spec.training.checkpoint_every:
             problems.append("search.early_stopping: needs training.checkpoint_every > 0 (trials report at checkpoints)")
+    ray_storage = spec.storage.path
+    if ray_storage is not None and "://" in ray_storage and not ray_storage.startswith(("s3://", "gs://", "file://")):
+        problems.append(f"storage.path: a local folder or an s3://, gs:// or file:// URI, got {ray_storage!r}")
+    if spec.storage.endpoint is not None and not (ray_storage or "").startswith("s3://"):
+        problems.append("storage.endpoint: only for an s3:// storage.path")
     storage = spec.search.storage
     if storage is not None and storage != "sqlite" and "://" not in storage:
         problems.append(f"search.storage: must be 'sqlite' or a database URL, got {storage!r}")

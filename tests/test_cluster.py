@@ -101,6 +101,7 @@ SPEC = {
     "objectives": [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}],
     "search": {"num_trials": 3, "max_concurrent": 2, "max_failures": 3, "storage": "sqlite"},
     "tracking": {"flush_every": 10},
+    "storage": {"shared": True},  # one machine: the study folder is on every node's filesystem
 }
 
 
@@ -141,6 +142,17 @@ def _trial_on(study_dir: Path, node_pid: int) -> str | None:
 
 
 def test_a_study_survives_losing_a_worker_node(cluster, tmp_path):
+    # Without shared storage declared, a multi-node run is refused before anything is written.
+    unshared = tmp_path / "unshared.yaml"
+    unshared.write_text(yaml.safe_dump({**SPEC, "storage": {}}))
+    refused = subprocess.run(
+        [sys.executable, "-m", "study.cli", "run", str(unshared), "--study-dir", str(tmp_path / "refused"),
+         "--address", cluster.address],
+        env=cluster.env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "storage.shared: this Ray cluster has 2 nodes" in refused.stderr
+    assert not (tmp_path / "refused").exists()
+
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(SPEC))
     study_dir = tmp_path / "study"

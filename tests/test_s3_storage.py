@@ -1,0 +1,90 @@
+"""Ray's results and checkpoints in S3: a moto S3 server on loopback as the bucket."""
+
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import free_port
+
+from analysis import load_results
+
+pytestmark = pytest.mark.integration
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture()
+def s3_endpoint(tmp_path):
+    pytest.importorskip("moto", reason="needs moto[server] (pip install '.[dev]')")
+    port = free_port()
+    log = (tmp_path / "moto.log").open("w")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail((tmp_path / "moto.log").read_text()[-2000:])
+            time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+def test_checkpoints_and_experiment_state_go_to_the_bucket(s3_endpoint, tmp_path, monkeypatch):
+    import boto3
+
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="studies")
+    spec = {
+        "name": "in-s3",
+        "variant": "beta_vae",
+        "model": {"latent_dim": 4},
+        "training": {"steps": 40, "batch_size": 16, "lr": 1e-3, "log_every": 10, "checkpoint_every": 20},
+        "evaluation": {"recon_points": 64, "mig_points": 500},
+        "weights": {"beta": {"schedule": "constant", "value": {"low": 1, "high": 4}}},
+        "objectives": [{"name": "recon", "mode": "min"}],
+        "search": {"num_trials": 2, "max_concurrent": 2},
+        "storage": {"path": "s3://studies/in-s3", "endpoint": s3_endpoint},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    study_dir = tmp_path / "study"
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.cli", "run", str(path), "--study-dir", str(study_dir)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    df = load_results(study_dir)
+    assert len(df) == 2 and (df["status"] == "completed").all()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="studies", Prefix="in-s3/")["Contents"]]
+    assert any("/experiment_state" in k for k in keys)
+    for trial_id in df["trial_id"]:
+        # Each trial's checkpoint (written by the trial worker with credentials from the runtime_env).
+        assert any(trial_id in k and "/checkpoint_" in k and k.endswith("state.pt") for k in keys), keys
+    assert not (study_dir / "ray").exists()  # nothing of Tune's in the local folder
+
+
+def test_an_endpoint_needs_an_s3_path():
+    from study.spec import SpecError, StudySpec, check_spec
+
+    spec = StudySpec.model_validate(
+        {"name": "x", "variant": "beta_vae", "storage": {"path": "/tmp/x", "endpoint": "http://127.0.0.1:1"}}
+    )
+    with pytest.raises(SpecError, match=r"storage\.endpoint: only for an s3:// storage\.path"):
+        check_spec(spec)
