@@ -83,8 +83,7 @@ def test_checkpoints_and_experiment_state_go_to_the_bucket(s3_endpoint, tmp_path
 def test_an_endpoint_needs_an_s3_path():
     from study.spec import SpecError, StudySpec, check_spec
 
-    spec = StudySpec.model_validate(
-        {"name": "x", "variant": "beta_vae", "storage": {"path": "/tmp/x", "endpoint": "http://127.0.0.1:1"}}
-    )
+    base = yaml.safe_load((Path(__file__).parents[1] / "examples" / "default.yaml").read_text())
+    spec = StudySpec.model_validate({**base, "storage": {"path": "/tmp/x", "endpoint": "http://127.0.0.1:1"}})
     with pytest.raises(SpecError, match=r"storage\.endpoint: only for an s3:// storage\.path"):
         check_spec(spec)
