@@ -29,9 +29,12 @@ def _drive_searcher(url: str) -> None:
     first = searcher.suggest("t1")
     assert 1 <= first["beta.value"] <= 8 and first["variant"] == "beta_vae"
     searcher.on_trial_result("t1", {"step": 10, "recon": 200.0})  # a checkpoint report: no metric yet
-    searcher.on_trial_complete("t1", {"recon": 150.0, "mig": 0.2})
+    searcher.on_trial_complete("t1", {"recon": 150.0, "mig": 0.2, "final": 1})
     searcher.suggest("t2")
     searcher.on_trial_complete("t2", error=True)
+    # Ended on an intermediate report (a scheduler stopped it): pruned, never complete.
+    searcher.suggest("t3")
+    searcher.on_trial_complete("t3", {"step": 50, "recon": 180.0, "mig": 0.1, "final": 0})
 
 
 def test_searcher_history_persists_in_sqlite(tmp_path):
@@ -40,7 +43,7 @@ def test_searcher_history_persists_in_sqlite(tmp_path):
     assert url == f"sqlite:///{tmp_path / 'optuna.db'}"
     _drive_searcher(url)
     study = optuna.load_study(study_name="stored", storage=url)
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "PRUNED"]
     assert study.trials[0].values == [150.0, 0.2]
 
 
@@ -48,7 +51,7 @@ def test_searcher_history_persists_in_sqlite(tmp_path):
 def test_searcher_history_persists_in_postgres(postgres_uri):
     _drive_searcher(postgres_uri)
     study = optuna.load_study(study_name="stored", storage=postgres_uri)
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "PRUNED"]
     assert study.trials[0].values == [150.0, 0.2] and 1 <= study.trials[0].params["beta.value"] <= 8
 
 

@@ -36,7 +36,7 @@ def _study(tmp_path):
 
 def test_status_counts_best_and_eta(tmp_path):
     status = study_status(_study(tmp_path))
-    assert status.counts == {"completed": 2, "failed": 1, "error": 0}
+    assert status.counts == {"completed": 2, "failed": 1, "error": 0, "pruned": 0}
     assert status.running == {"d": 40} and status.pending == 2
     assert status.best == {"recon": (80.0, "b"), "mig": (0.10, "a")}
     # mean completed duration 200 s; work left = 2 pending + 0.6 of "d"; 2 at a time
