@@ -11,8 +11,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from study.spec import SpecError, load_spec
+
+if TYPE_CHECKING:
+    from study.runner import StudyOutcome
 
 EXIT_BAD_INPUT = 2
 
@@ -70,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_outcome(name: str, outcome: object) -> None:
+def _print_outcome(name: str, outcome: StudyOutcome) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "no trials"
     print(f"\nStudy {name!r} done: {counts}.")
     print(f"  study folder : {outcome.study_dir}")

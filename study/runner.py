@@ -155,8 +155,8 @@ class _RecordUnfinished(tune.Callback):
     one that crashed (``error``) and one a scheduler stopped early (``pruned``, its MLflow
     run ended KILLED)."""
 
-    def __init__(self, study_dir: Path, spec: StudySpec) -> None:
-        self.study_dir, self.spec = study_dir, spec
+    def __init__(self, study_dir: Path, spec: StudySpec, tracking_uri: str) -> None:
+        self.study_dir, self.spec, self.tracking_uri = study_dir, spec, tracking_uri
 
     def _record(self, trial: Any, status: str, reason: str) -> dict[str, Any] | None:
         trial_id = trial.config.get(RESUME_KEY) or trial.trial_id
@@ -203,15 +203,11 @@ class _RecordUnfinished(tune.Callback):
             return
         run_id = record["mlflow_run_id"]
         try:
-            client = self._client()
+            client = MlflowClient(self.tracking_uri)
             log_params_and_tags(client, run_id, {}, {"status": "pruned", "failure_reason": reason})
             client.set_terminated(run_id, "KILLED")
         except Exception as error:  # the record is written; the tag is cosmetic
             log.warning("could not mark MLflow run %s pruned: %s", run_id, error)
-
-    def _client(self) -> MlflowClient:
-        run = json.loads((self.study_dir / STUDY_RUN_FILE).read_text())
-        return MlflowClient(run["tracking_uri"])
 
 
 def make_scheduler(spec: StudySpec) -> tune.schedulers.TrialScheduler | None:
@@ -242,13 +238,12 @@ class StudyOutcome:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def prepare_study_dir(study_dir: Path) -> None:
+def refuse_used_study_dir(study_dir: Path) -> None:
     if study_dir.exists() and any(study_dir.iterdir()):
         raise StudyDirError(
             f"{study_dir}: the study folder already holds files; choose another with --study-dir "
             "(finished trials are never overwritten)"
         )
-    study_dir.mkdir(parents=True, exist_ok=True)
 
 
 #: What trials need from the driver's environment to reach cloud storage and a
@@ -303,11 +298,10 @@ def run_study(
 ) -> StudyOutcome:
     """Run ``spec`` to completion in ``study_dir``; see the module docstring."""
     study_dir = study_dir.resolve()
-    if study_dir.exists() and any(study_dir.iterdir()):
-        prepare_study_dir(study_dir)  # refuses, before Ray starts
+    refuse_used_study_dir(study_dir)
     init_ray(address)
     check_cluster(spec)
-    prepare_study_dir(study_dir)
+    study_dir.mkdir(parents=True, exist_ok=True)  # only now: a refused run writes nothing
     spec_file = study_dir / "spec.yaml"
     spec_file.write_text(
         spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
@@ -396,7 +390,7 @@ def launch(
             **storage_options(spec, study_dir),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[_RecordUnfinished(study_dir, spec)],
+            callbacks=[_RecordUnfinished(study_dir, spec, tracking_uri)],
             verbose=1,
         ),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -87,14 +87,16 @@ class TrialReporter:
         self.tracker.flush(step)
         # A scheduler may stop the trial at this report: let its metrics reach MLflow first.
         self.tracker.drain(timeout=10.0)
-        with tempfile.TemporaryDirectory(dir=self.trial_dir) as folder:
-            save_checkpoint(Path(folder) / STATE_FILE, state)
-            write_json_atomic(Path(folder) / TRIAL_META_FILE, {"mlflow_run_id": self.tracker.run_id, "step": step})
-            _replace_dir(Path(folder), self.trial_dir / CHECKPOINT_DIR)
-            tune.report(
-                {"step": step, "final": 0, **self.last_terms},
-                checkpoint=tune.Checkpoint.from_directory(self.trial_dir / CHECKPOINT_DIR),
-            )
+        staging = self.trial_dir / (CHECKPOINT_DIR + ".new")
+        shutil.rmtree(staging, ignore_errors=True)  # left by a kill mid-write
+        staging.mkdir()
+        save_checkpoint(staging / STATE_FILE, state)
+        write_json_atomic(staging / TRIAL_META_FILE, {"mlflow_run_id": self.tracker.run_id, "step": step})
+        _replace_dir(staging, self.trial_dir / CHECKPOINT_DIR)
+        tune.report(
+            {"step": step, "final": 0, **self.last_terms},
+            checkpoint=tune.Checkpoint.from_directory(self.trial_dir / CHECKPOINT_DIR),
+        )
 
     def on_end(self, result: TrainResult) -> None:
         pass
@@ -106,11 +108,7 @@ def _replace_dir(source: Path, target: Path) -> None:
     if target.exists():
         os.replace(target, old)
     os.replace(source, target)
-    if old.exists():
-        for child in old.iterdir():
-            child.unlink()
-        old.rmdir()
-    source.mkdir()  # the TemporaryDirectory context removes it
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def latest_checkpoint(trial_dir: Path, tune_checkpoint: tune.Checkpoint | None) -> tuple[dict, str] | None:

@@ -339,10 +339,13 @@ def write_codes(
     for start in range(0, config.eval.udr_points, config.batch_size):
         n = min(config.batch_size, config.eval.udr_points - start)
         x = data.observations(data.sample_factors(n, rng), device, rng)
-        means.append(model.representation(x).float().cpu())
         if hasattr(model, "posterior"):
+            # The posterior mean is the representation of a Gaussian model: encode once.
             mu, logvar = (t.float() for t in model.posterior(x))
+            means.append(mu.cpu())
             kls.append((0.5 * (mu.square() + logvar.exp() - logvar - 1)).sum(0).cpu())
+        else:
+            means.append(model.representation(x).float().cpu())
     arrays = {"mean": torch.cat(means).numpy()}
     if kls:
         arrays["kl"] = (torch.stack(kls).sum(0) / config.eval.udr_points).numpy()
