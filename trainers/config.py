@@ -54,6 +54,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
+    #: Compile the networks (``torch.compile``; a pack compiles its whole forward step).
+    compile: bool = False
     #: Intra-op threads for torch; 0 leaves torch's default.
     num_threads: int = 0
     #: Terms are averaged over this many steps and reported.

@@ -137,6 +137,11 @@ def train(
         torch.manual_seed(seeds["init"])
         model = objective.build_model(config.latent_dim, data.observation_shape[0], config.kernels)
     model.to(device)
+    if config.compile:
+        # In place (nn.Module.compile): parameter names, and so checkpoints, stay as they are.
+        for part in ("encoder", "decoder"):
+            if isinstance(getattr(model, part, None), torch.nn.Module):
+                getattr(model, part).compile()
     optimizers = objective.make_optimizers(model, config.lr)
     data_rng = torch.Generator().manual_seed(seeds["data"])
     noise_rng = torch.Generator(device=device).manual_seed(seeds["noise"])

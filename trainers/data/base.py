@@ -23,6 +23,9 @@ class GroundTruthData(ABC):
     factor_sizes: tuple[int, ...]
     #: Shape of one observation, channels first.
     observation_shape: tuple[int, int, int]
+    #: Whether ``observations`` is a function of the factors alone (it ignores the
+    #: generator), so that several streams' factors may be rendered in one call.
+    deterministic_observations: bool = False
 
     @property
     def num_factors(self) -> int:

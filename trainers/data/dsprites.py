@@ -45,6 +45,7 @@ class ProceduralDSprites(GroundTruthData):
     factor_names = ("shape", "scale", "orientation", "posX", "posY")
     factor_sizes = (3, 6, 40, 32, 32)
     observation_shape = (1, IMAGE_SIZE, IMAGE_SIZE)
+    deterministic_observations = True
 
     def __init__(self) -> None:
         self.factor_values: dict[str, np.ndarray] = {
@@ -79,6 +80,7 @@ class ColorDSprites(ProceduralDSprites):
     """
 
     observation_shape = (3, IMAGE_SIZE, IMAGE_SIZE)
+    deterministic_observations = False
 
     def observations(self, factors, device="cpu", generator=None) -> torch.Tensor:
         mask = super().observations(factors, device)
@@ -94,6 +96,7 @@ class NoisyDSprites(ProceduralDSprites):
     """
 
     observation_shape = (3, IMAGE_SIZE, IMAGE_SIZE)
+    deterministic_observations = False
 
     def observations(self, factors, device="cpu", generator=None) -> torch.Tensor:
         mask = super().observations(factors, device)

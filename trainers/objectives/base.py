@@ -65,6 +65,9 @@ class Objective(ABC):
     Options: ClassVar[type] = NoOptions
     #: Estimator of log q(z) used when the config says ``auto``.
     preferred_estimator: ClassVar[str] = "mss"
+    #: Whether K members can train stacked in one step (trainers.pack): one model
+    #: class, one optimiser, and terms that are a pure function of one forward pass.
+    packable: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -131,6 +134,7 @@ class GaussianObjective(Objective):
     decomposition_in_loss: ClassVar[bool] = False
     decomposition_terms: ClassVar[tuple[str, ...]] = ("index_code_mi", "total_correlation", "dimwise_kl")
     extra_term_names: ClassVar[tuple[str, ...]] = ()
+    packable = True
 
     def term_names(self) -> tuple[str, ...]:
         return ("recon", "kl", *self.decomposition_terms, *self.extra_term_names, "loss", *self.weight_defaults)
@@ -188,11 +192,27 @@ class GaussianObjective(Objective):
         step: int,
     ) -> Terms:
         """Terms from one forward pass's tensors (the pure part of the objective)."""
+        weights = self.weights_at(step)
+        terms = self.pass_terms(x, mu, logvar, z, logits, weights)
+        terms.update(weight_terms(weights, terms["loss"].device))
+        return terms
+
+    def pass_terms(
+        self,
+        x: torch.Tensor,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        z: torch.Tensor,
+        logits: torch.Tensor,
+        weights: Mapping[str, float | torch.Tensor],
+    ) -> Terms:
+        """The terms and ``loss`` of one pass under ``weights`` (floats, or 0-d tensors
+        when a pack maps this over its members with ``torch.func.vmap``)."""
         mu, logvar, z = mu.float(), logvar.float(), z.float()
         terms = self.elbo_terms(x, mu, logvar, z, logits)
-        weights = self.weights_at(step)
         terms.update(self.extra_terms(x, mu, logvar, z, terms, weights))
-        return self.finish(terms, weights)
+        terms["loss"] = self.loss(terms, weights)
+        return terms
 
     def decompose(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> Terms:
         return kl_decomposition(z, mu, logvar, self.dataset_size, self.estimator)

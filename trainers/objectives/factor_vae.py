@@ -59,6 +59,8 @@ class FactorVAE(GaussianObjective):
     name = "factor_vae"
     weight_defaults = MappingProxyType({"gamma": {"schedule": "constant", "value": 40.0}})
     extra_term_names = ("tc_discriminator", "discriminator_loss", "discriminator_accuracy")
+    # The discriminator trains on permuted codes with an optimiser of its own.
+    packable = False
 
     def build_model(self, latent_dim: int, in_channels: int, kernels: str) -> nn.Module:
         return FactorVAEModel(latent_dim, in_channels, kernels)

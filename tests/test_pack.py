@@ -1,0 +1,177 @@
+"""Packed training equals K separate trainings (same init, data and noise), member by member."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainers.checkpoint import load_checkpoint, save_checkpoint
+from trainers.config import EvalConfig, TrainConfig
+from trainers.objectives import make_objective
+from trainers.pack import NullPackReporter, check_pack, train_pack
+from trainers.train import NullReporter, TrainingDiverged, train
+
+# Float reassociation of batched (grouped) kernels only; a wrong stream or a
+# shared gradient is off by orders of magnitude more.
+RTOL, ATOL = 2e-5, 1e-6
+
+
+def _config(seed: int, weights: dict | None = None, **overrides) -> TrainConfig:
+    options = dict(
+        variant="beta_vae",
+        weights=weights or {},
+        steps=5,
+        batch_size=16,
+        log_every=1,
+        checkpoint_every=4,
+        device="cpu",
+        seed=seed,
+        eval=EvalConfig(recon_points=32, metrics=[], udr_points=16),
+    )
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+class Recorder(NullReporter):
+    """Every report of an unpacked run."""
+
+    def __init__(self) -> None:
+        self.terms: list[dict[str, float]] = []
+        self.states: dict[int, dict] = {}
+
+    def on_terms(self, step, terms):
+        self.terms.append(dict(terms))
+
+    def on_checkpoint(self, step, state):
+        self.states[step] = state
+
+
+class PackRecorder(NullPackReporter):
+    def __init__(self) -> None:
+        self.terms: list[list] = []
+        self.states: dict[int, dict] = {}
+        self.failed: dict[int, TrainingDiverged] = {}
+        self.ended: list[int] = []
+
+    def on_terms(self, step, terms):
+        self.terms.append(list(terms))
+
+    def on_member_failed(self, member, error):
+        self.failed[member] = error
+
+    def on_checkpoint(self, step, state):
+        self.states[step] = state
+
+    def on_member_end(self, member, result):
+        self.ended.append(member)
+
+
+def _assert_terms_close(packed: dict[str, float], unpacked: dict[str, float]) -> None:
+    assert list(packed) == list(unpacked)
+    for name in unpacked:
+        assert packed[name] == pytest.approx(unpacked[name], rel=RTOL, abs=ATOL), name
+
+
+def _assert_params_close(packed: torch.Tensor, unpacked: torch.Tensor, max_travel: float) -> None:
+    """Equal to float tolerance, except where Adam amplified a rounding difference.
+
+    Adam moves every element by about lr per step whatever its gradient's size, so
+    an element whose gradient is rounding noise may move differently by up to the
+    distance trained (``max_travel``); there are few such elements.  A wrong data
+    stream, noise stream or gradient moves most elements differently.
+    """
+    off = ~torch.isclose(packed, unpacked, rtol=RTOL, atol=ATOL)
+    assert off.float().mean() < 1e-3, f"{int(off.sum())} of {off.numel()} elements differ"
+    assert (packed - unpacked).abs().max() <= 2 * max_travel
+
+
+MEMBERS = {
+    "beta_vae": [
+        {"beta": {"schedule": "constant", "value": 1.0}},
+        {"beta": {"schedule": "linear", "start": 0.0, "end": 8.0, "start_step": 0, "end_step": 4}},
+        {"beta": {"schedule": "cyclical", "start": 0.0, "end": 4.0, "period": 2, "ramp_fraction": 0.5}},
+    ],
+    # The decomposition inside the loss (gradients through the minibatch estimator).
+    "beta_tcvae": [{"beta": {"schedule": "constant", "value": b}} for b in (1.0, 6.0, 12.0)],
+    # A derived weight (λ_d from λ_od) and extra terms.
+    "dip_vae_ii": [{"lambda_od": {"schedule": "constant", "value": v}} for v in (1.0, 10.0, 50.0)],
+}
+
+
+@pytest.mark.parametrize("variant", list(MEMBERS))
+def test_packed_members_match_their_unpacked_twins(variant):
+    configs = [_config(seed, weights, variant=variant) for seed, weights in enumerate(MEMBERS[variant])]
+    pack = PackRecorder()
+    outcomes = train_pack(configs, pack)
+    assert pack.ended == [0, 1, 2] and not pack.failed
+    for k, config in enumerate(configs):
+        alone = Recorder()
+        result = train(config, alone)
+        for step, terms in enumerate(alone.terms):
+            _assert_terms_close(pack.terms[step][k], terms)
+        _assert_terms_close(outcomes[k].terms, result.terms)
+        # Parameters after 4 steps, and Adam's moments: the member's slice is its own optimiser.
+        packed_state, state = pack.states[4], alone.states[4]
+        for name, value in state["model"].items():
+            _assert_params_close(packed_state["params"][name][k], value, config.lr * 4)
+        for i, moments in state["optimizers"]["model"]["state"].items():
+            packed_moments = packed_state["optimizer"]["state"][i]
+            torch.testing.assert_close(packed_moments["exp_avg"][k], moments["exp_avg"], rtol=1e-4, atol=1e-7)
+    # Members differ: the pack did not train one model three times.
+    assert len({round(o.terms["recon"], 3) for o in outcomes}) == 3
+
+
+def test_a_diverging_member_fails_alone_and_the_others_are_untouched():
+    # β = 1e39 is infinite in float32: that member's loss is non-finite from step 0.
+    weights = [{"beta": {"schedule": "constant", "value": v}} for v in (4.0, 1e39, 2.0)]
+    configs = [_config(seed, w) for seed, w in enumerate(weights)]
+    pack = PackRecorder()
+    outcomes = train_pack(configs, pack)
+    with pytest.raises(TrainingDiverged) as alone:
+        train(configs[1], NullReporter())
+    assert isinstance(outcomes[1], TrainingDiverged)
+    assert (outcomes[1].step, outcomes[1].term) == (alone.value.step, alone.value.term) == (0, "loss")
+    assert set(pack.failed) == {1} and pack.ended == [0, 2]
+    assert all(terms[1] is None for terms in pack.terms)
+    for k in (0, 2):
+        _assert_terms_close(outcomes[k].terms, train(configs[k], NullReporter()).terms)
+
+
+def test_a_resumed_pack_continues_exactly(tmp_path):
+    configs = [_config(seed, steps=6, checkpoint_every=3) for seed in range(2)]
+    whole = PackRecorder()
+    expected = train_pack(configs, whole)
+    path = save_checkpoint(tmp_path / "pack.pt", whole.states[3])
+    resumed = PackRecorder()
+    outcomes = train_pack(configs, resumed, resume=load_checkpoint(path))
+    assert resumed.terms == whole.terms[3:]
+    assert [o.terms for o in outcomes] == [o.terms for o in expected]
+
+
+def test_members_write_unpacked_artifacts(tmp_path):
+    configs = [_config(seed) for seed in range(2)]
+    train_pack(configs, NullPackReporter(), output_dirs=[tmp_path / "a", tmp_path / "b"])
+    # Member b's checkpoint is an unpacked trial's: it loads into the unpacked model.
+    state = load_checkpoint(tmp_path / "b" / "model.pt")
+    model = make_objective("beta_vae", {}, 2).build_model(10, 1, "code")
+    model.load_state_dict(state["model"])
+    assert state["step"] == 5 and set(state["optimizers"]) == {"model"}
+    assert {p.name for p in (tmp_path / "a").iterdir()} >= {"model.pt", "codes.npz", "traversals.png", "metrics.json"}
+
+
+def test_what_cannot_share_a_pack_is_named():
+    with pytest.raises(ValueError, match=r"pack member 1: lr is 0\.001"):
+        check_pack([_config(0), _config(1, lr=1e-3)])
+    with pytest.raises(ValueError, match=r"pack member 1: variant"):
+        check_pack([_config(0), _config(1, variant="vae")])
+    with pytest.raises(ValueError, match=r"variant 'factor_vae' cannot be packed"):
+        train_pack([_config(0, variant="factor_vae"), _config(1, variant="factor_vae")], NullPackReporter())
+    with pytest.raises(ValueError, match="checkpoint member 1 was written for seed=1"):
+        state = {}
+
+        class Keep(NullPackReporter):
+            def on_checkpoint(self, step, s):
+                state.update(s)
+
+        train_pack([_config(0), _config(1)], Keep())
+        train_pack([_config(0), _config(2)], NullPackReporter(), resume=state)

@@ -1,0 +1,422 @@
+"""Packed training: K members of one structure trained in one step, ``train_pack(configs, report)``.
+
+A disentanglement study is thousands of small models that differ only in loss
+weights, schedules and seeds; one 64×64 VAE at batch 64 leaves an accelerator
+mostly idle.  A pack stacks the K members' parameters
+(``torch.func.stack_module_state``) and runs the network once for all of them with
+``torch.func.vmap`` over ``functional_call`` (a batched convolution is a grouped
+one), maps the objective's pure :meth:`~trainers.objectives.base.GaussianObjective.pass_terms`
+over the members with each member's weights in force, and takes one Adam step on
+the stacked tensors.  Adam is elementwise, and the members' parameters are
+disjoint, so the sum of the members' losses gives each member exactly its own
+gradient and update: a pack is K independent trainings, up to the float
+reassociation of batched kernels.
+
+Each member keeps its own streams (``stream_seeds(seed)``: init, data, noise), so
+member k of a pack sees the same initial weights, batches and noise as the
+unpacked trial with its config; ``tests/test_pack.py`` checks parameters and terms
+against unpacked twins.  A member whose term becomes non-finite is reported failed
+(its first bad step and term, as :class:`~trainers.train.TrainingDiverged`) and
+masked out of the loss and the update; the others go on.  Checkpoints hold every
+member; each finished member gets the same artifacts (and an unpacked-format
+``model.pt``) as an unpacked trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from trainers.checkpoint import CheckpointError
+from trainers.config import TrainConfig
+from trainers.data import make_dataset
+from trainers.objectives import Objective, make_objective
+from trainers.precision import autocast
+from trainers.train import (
+    TrainingDiverged,
+    TrainResult,
+    evaluate,
+    resolve_device,
+    stream_seeds,
+    write_artifacts,
+)
+
+#: Fields every member of a pack shares (they differ in ``weights`` and ``seed``).
+SHARED_FIELDS = (
+    "variant",
+    "variant_options",
+    "dataset",
+    "dataset_options",
+    "latent_dim",
+    "kernels",
+    "estimator",
+    "steps",
+    "batch_size",
+    "lr",
+    "device",
+    "precision",
+    "compile",
+    "num_threads",
+    "log_every",
+    "checkpoint_every",
+    "eval",
+)
+
+
+def check_pack(configs: Sequence[TrainConfig]) -> None:
+    """Raise ``ValueError`` naming the member and field that cannot share a pack."""
+    if not configs:
+        raise ValueError("pack: needs at least one member")
+    first = configs[0].to_dict()
+    for index, config in enumerate(configs[1:], start=1):
+        other = config.to_dict()
+        for name in SHARED_FIELDS:
+            if other[name] != first[name]:
+                raise ValueError(
+                    f"pack member {index}: {name} is {other[name]!r}, member 0 has {first[name]!r} "
+                    "(members share everything but weights and seed)"
+                )
+
+
+class PackReporter(Protocol):
+    def on_terms(self, step: int, terms: Sequence[Mapping[str, float] | None]) -> None:
+        """Each member's terms averaged since the last report (None: a failed member)."""
+
+    def on_member_failed(self, member: int, error: TrainingDiverged) -> None: ...
+    def on_checkpoint(self, step: int, state: dict[str, Any]) -> None: ...
+    def on_member_end(self, member: int, result: TrainResult) -> None: ...
+
+
+class NullPackReporter:
+    def on_terms(self, step: int, terms: Sequence[Mapping[str, float] | None]) -> None:
+        pass
+
+    def on_member_failed(self, member: int, error: TrainingDiverged) -> None:
+        pass
+
+    def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
+        pass
+
+    def on_member_end(self, member: int, result: TrainResult) -> None:
+        pass
+
+
+class StackedVAE:
+    """K Gaussian VAEs of one architecture as stacked parameters ``[K, ...]``.
+
+    ``encode``/``decode`` take and return tensors with a leading member dimension.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        params, buffers = stack_module_state(list(members))
+        if buffers:
+            raise ValueError("pack: models with buffers cannot be stacked")
+        self.params: dict[str, torch.Tensor] = params
+        self.size = len(members)
+        # The template only lends its forward code to functional_call: no storage.
+        self.template = copy.deepcopy(members[0]).to("meta")
+
+    def _part(self, prefix: str, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name[len(prefix) :]: value for name, value in params.items() if name.startswith(prefix)}
+
+    def encode(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def one(p: dict[str, torch.Tensor], xi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out = functional_call(self.template.encoder, p, (xi,))
+            return out.mu, out.logvar
+
+        return vmap(one)(self._part("encoder.", params), x)
+
+    def decode(self, params: Mapping[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        def one(p: dict[str, torch.Tensor], zi: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.template.decoder, p, (zi,))
+
+        return vmap(one)(self._part("decoder.", params), z)
+
+    def member(self, index: int, build: Callable[[], nn.Module]) -> nn.Module:
+        """Member ``index`` as a standalone module (a copy; for evaluation and artifacts)."""
+        module = build()
+        module.load_state_dict({name: value[index].detach().clone() for name, value in self.params.items()})
+        return module.to(next(iter(self.params.values())).device)
+
+
+def pack_forward(
+    stacked: StackedVAE,
+    objective: Objective,
+    params: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    eps: torch.Tensor,
+    weights: Mapping[str, torch.Tensor],
+    precision: str,
+) -> dict[str, torch.Tensor]:
+    """Every member's terms of one step, each ``[K]``: the pure, compilable part of a pack step.
+
+    ``eps`` is the members' reparameterisation noise ``[K, B, d]``; ``weights`` the
+    weights in force, each ``[K]``.  Mirrors ``GaussianObjective.forward_terms``:
+    networks under autocast, latents and terms in float32.
+    """
+    with autocast(x.device, precision):
+        mu, logvar = stacked.encode(params, x)
+    mu, logvar = mu.float(), logvar.float()
+    z = mu + torch.exp(0.5 * logvar) * eps
+    with autocast(x.device, precision):
+        logits = stacked.decode(params, z)
+    terms = vmap(objective.pass_terms)(x, mu, logvar, z, logits, dict(weights))
+    terms.update(weights)
+    return terms
+
+
+class _PackAccumulator:
+    """Per-member sums of every term between reports, and each member's first bad step per term."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.names: list[str] = []
+        self.sums: torch.Tensor | None = None
+        self.first_bad: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, step: int, terms: Mapping[str, torch.Tensor]) -> None:
+        values = torch.stack([v.detach().float().reshape(self.size) for v in terms.values()], dim=1)
+        if self.sums is None:
+            self.names = list(terms)
+            self.sums = torch.zeros_like(values)
+            self.first_bad = torch.full_like(values, -1.0)
+        self.sums += values
+        unseen = (self.first_bad < 0) & ~torch.isfinite(values)
+        self.first_bad = torch.where(unseen, torch.full_like(values, float(step)), self.first_bad)
+        self.count += 1
+
+    def pop(self) -> tuple[list[dict[str, float]], dict[int, TrainingDiverged]]:
+        """Each member's means, and a :class:`TrainingDiverged` for each member that went non-finite."""
+        assert self.sums is not None and self.first_bad is not None
+        means = (self.sums / self.count).tolist()
+        first_bad = self.first_bad.tolist()
+        self.sums, self.first_bad, self.count = None, None, 0
+        diverged = {}
+        for member, row in enumerate(first_bad):
+            bad = [(at, i) for i, at in enumerate(row) if at >= 0]
+            if bad:
+                at, i = min(bad)
+                diverged[member] = TrainingDiverged(int(at), self.names[i])
+        return [dict(zip(self.names, row, strict=True)) for row in means], diverged
+
+
+def train_pack(
+    configs: Sequence[TrainConfig],
+    report: PackReporter,
+    resume: Mapping[str, Any] | None = None,
+    output_dirs: Sequence[str | Path] | None = None,
+) -> list[TrainResult | TrainingDiverged]:
+    """Train the members of ``configs`` together; see the module docstring.
+
+    Returns, per member, its held-out :class:`TrainResult` or the
+    :class:`TrainingDiverged` that failed it.
+    """
+    configs = list(configs)
+    for config in configs:
+        config.validate()
+    check_pack(configs)
+    shared = configs[0]
+    size = len(configs)
+    device = resolve_device(shared.device)
+    if shared.num_threads:
+        torch.set_num_threads(shared.num_threads)
+    data = make_dataset(shared.dataset, **shared.dataset_options)
+    objectives = [
+        make_objective(c.variant, c.weights, data.size, c.estimator, c.variant_options, c.latent_dim) for c in configs
+    ]
+    objective = objectives[0]
+    if not objective.packable:
+        raise ValueError(f"pack_size: variant {shared.variant!r} cannot be packed (it is not a single-pass objective)")
+
+    def build() -> nn.Module:
+        return objective.build_model(shared.latent_dim, data.observation_shape[0], shared.kernels)
+
+    members = []
+    seeds = [stream_seeds(c.seed) for c in configs]
+    for member_seeds in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(member_seeds["init"])
+            members.append(build())
+    stacked = StackedVAE([m.to(device) for m in members])
+    del members
+    params = stacked.params
+    optimizer = torch.optim.Adam(params.values(), lr=shared.lr, betas=(0.9, 0.999), eps=1e-8)
+    data_rngs = [torch.Generator().manual_seed(s["data"]) for s in seeds]
+    noise_rngs = [torch.Generator(device=device).manual_seed(s["noise"]) for s in seeds]
+    failed: dict[int, TrainingDiverged] = {}
+    start = 0
+    if resume is not None:
+        start, failed = _restore(resume, configs, params, optimizer, data_rngs, noise_rngs)
+
+    forward = pack_forward
+    if shared.compile:
+        forward = torch.compile(pack_forward, fullgraph=False, dynamic=False)
+    latent = (shared.batch_size, shared.latent_dim)
+
+    def next_batch() -> torch.Tensor:
+        factors = [data.sample_factors(shared.batch_size, rng) for rng in data_rngs]
+        if data.deterministic_observations:
+            # One render for the whole pack, on the device; the factor streams stay per member.
+            x = data.observations(torch.cat(factors), device)
+            return x.reshape(size, shared.batch_size, *x.shape[1:])
+        return torch.stack([data.observations(f, device, rng) for f, rng in zip(factors, data_rngs, strict=True)])
+
+    accumulator = _PackAccumulator(size)
+    alive = torch.tensor([k not in failed for k in range(size)], device=device)
+    began = time.perf_counter()
+    for step in range(start, shared.steps):
+        x = next_batch()
+        eps = torch.stack([torch.randn(latent, generator=rng, device=device) for rng in noise_rngs])
+        step_weights = [o.weights_at(step) for o in objectives]
+        weights = {
+            name: torch.tensor([w[name] for w in step_weights], dtype=torch.float32, device=device)
+            for name in step_weights[0]
+        }
+        terms = forward(stacked, objective, params, x, eps, weights, shared.precision)
+        optimizer.zero_grad(set_to_none=True)
+        torch.where(alive, terms["loss"], torch.zeros_like(terms["loss"])).sum().backward()
+        if failed:
+            # A failed member's NaNs stay in its own slice; keep them out of Adam's arithmetic too.
+            for p in params.values():
+                p.grad = torch.where(alive.view(-1, *([1] * (p.dim() - 1))), p.grad, torch.zeros_like(p.grad))
+        optimizer.step()
+        accumulator.add(step, terms)
+        done = step + 1
+        if done % shared.log_every == 0 or done == shared.steps:
+            means, diverged = accumulator.pop()
+            for member, error in diverged.items():
+                if member not in failed:
+                    failed[member] = error
+                    alive[member] = False
+                    report.on_member_failed(member, error)
+            report.on_terms(done, [None if k in failed else means[k] for k in range(size)])
+        if shared.checkpoint_every and done % shared.checkpoint_every == 0 and done < shared.steps:
+            report.on_checkpoint(done, pack_state(done, configs, params, optimizer, data_rngs, noise_rngs, failed))
+    train_seconds = time.perf_counter() - began
+    images = (shared.steps - start) * shared.batch_size
+
+    outcomes: list[TrainResult | TrainingDiverged] = []
+    for k, config in enumerate(configs):
+        if k in failed:
+            outcomes.append(failed[k])
+            continue
+        began = time.perf_counter()
+        model = stacked.member(k, build)
+        terms_k, metrics = evaluate(model, objectives[k], data, config, device)
+        result = TrainResult(
+            steps=config.steps,
+            terms=terms_k,
+            metrics=metrics,
+            # The pack's wall time is every member's: each member trained at the pack's step rate.
+            train_seconds=train_seconds,
+            eval_seconds=time.perf_counter() - began,
+            images_per_second=images / max(train_seconds, 1e-9),
+        )
+        if output_dirs is not None:
+            out = Path(output_dirs[k])
+            state = member_state(k, config, params, optimizer, data_rngs[k], noise_rngs[k])
+            result.artifacts = write_artifacts(out, model, data, config, device, state)
+            result.artifacts["metrics"] = out / "metrics.json"
+            result.artifacts["metrics"].write_text(
+                json.dumps({"steps": config.steps, "terms": terms_k, "metrics": metrics}, indent=2, sort_keys=True)
+            )
+        report.on_member_end(k, result)
+        outcomes.append(result)
+    return outcomes
+
+
+def pack_state(
+    step: int,
+    configs: Sequence[TrainConfig],
+    params: Mapping[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    data_rngs: Sequence[torch.Generator],
+    noise_rngs: Sequence[torch.Generator],
+    failed: Mapping[int, TrainingDiverged],
+) -> dict[str, Any]:
+    """Every member's training state (``weights_only``-loadable; tensors copied)."""
+    return {
+        "step": step,
+        "pack": json.dumps([c.to_dict() for c in configs], sort_keys=True),
+        "params": {name: value.detach().clone() for name, value in params.items()},
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "data_rngs": [g.get_state() for g in data_rngs],
+        "noise_rngs": [g.get_state() for g in noise_rngs],
+        "failed": json.dumps({str(k): [e.step, e.term] for k, e in failed.items()}),
+    }
+
+
+def member_state(
+    index: int,
+    config: TrainConfig,
+    params: Mapping[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    data_rng: torch.Generator,
+    noise_rng: torch.Generator,
+) -> dict[str, Any]:
+    """Member ``index``'s state in the format of an unpacked trial's (``trainers.train.training_state``).
+
+    Adam's state is elementwise, so the member's slice of each moment is its own optimiser's state.
+    """
+    packed = optimizer.state_dict()
+    state = {
+        i: {
+            name: value.detach().clone() if name == "step" else value[index].detach().clone()
+            for name, value in entry.items()
+        }
+        for i, entry in packed["state"].items()
+    }
+    return {
+        "step": config.steps,
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "model": {name: value[index].detach().clone() for name, value in params.items()},
+        "optimizers": {"model": {"state": state, "param_groups": copy.deepcopy(packed["param_groups"])}},
+        "data_rng": data_rng.get_state(),
+        "noise_rng": noise_rng.get_state(),
+    }
+
+
+def _restore(
+    state: Mapping[str, Any],
+    configs: Sequence[TrainConfig],
+    params: Mapping[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    data_rngs: Sequence[torch.Generator],
+    noise_rngs: Sequence[torch.Generator],
+) -> tuple[int, dict[int, TrainingDiverged]]:
+    try:
+        saved = json.loads(state["pack"])
+        if len(saved) != len(configs):
+            raise CheckpointError(f"checkpoint holds a pack of {len(saved)} members, this run has {len(configs)}")
+        for index, (old, config) in enumerate(zip(saved, configs, strict=True)):
+            new = config.to_dict()
+            for name in (*SHARED_FIELDS, "weights", "seed"):
+                if name in ("num_threads", "checkpoint_every", "log_every"):
+                    continue  # how it runs, not what it trains
+                if old[name] != new[name]:
+                    raise CheckpointError(
+                        f"checkpoint member {index} was written for {name}={old[name]!r}, this run has {new[name]!r}"
+                    )
+        with torch.no_grad():
+            for name, value in params.items():
+                value.copy_(state["params"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        for rng, saved_rng in zip(data_rngs, state["data_rngs"], strict=True):
+            rng.set_state(saved_rng)
+        for rng, saved_rng in zip(noise_rngs, state["noise_rngs"], strict=True):
+            rng.set_state(saved_rng)
+        failed = {int(k): TrainingDiverged(step, term) for k, (step, term) in json.loads(state["failed"]).items()}
+        return int(state["step"]), failed
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint does not fit this pack: {type(error).__name__}: {error}") from None
