@@ -28,6 +28,8 @@ column                      meaning
 ``codes``                   path of the trial's ``codes.npz`` (mean codes for UDR)
 ``train_seconds``, ``eval_seconds``, ``images_per_second``, ``started_at``,
 ``finished_at`` (Unix seconds), ``resumed_from_step``
+``pack_id``, ``pack_size``  the Ray trial that trained the trial in a pack, and the
+                            pack's size (absent when the study was not packed)
 ``undelivered_metrics``     metrics of the trial still waiting in its spill file for
                             the tracking server (``vae-study sync`` delivers them)
 ==========================  ======================================================

@@ -31,6 +31,7 @@ from analysis.plots import plot_pareto
 from analysis.report import write_report
 from analysis.results import load_results
 from study.export import export_results
+from study.packing import PackingSearcher, member_id, pack_points
 from study.space import DefineByRun, grid_points, make_sampler, make_storage, strip_variant_prefix
 from study.spec import SpecError, StudySpec
 from study.tracking import (
@@ -43,6 +44,7 @@ from study.tracking import (
 )
 from study.trial import (
     OPTUNA_KEY,
+    PACK_KEY,
     RESULT_FILE,
     RESUME_KEY,
     TRIAL_META_FILE,
@@ -159,17 +161,26 @@ class _RecordUnfinished(tune.Callback):
         self.study_dir, self.spec, self.tracking_uri = study_dir, spec, tracking_uri
 
     def _record(self, trial: Any, status: str, reason: str) -> dict[str, Any] | None:
+        if PACK_KEY in trial.config:
+            for index, member in enumerate(trial.config[PACK_KEY]):
+                self._record_one(member_id(trial.trial_id, index), member, str(trial), status, reason)
+            return None
         trial_id = trial.config.get(RESUME_KEY) or trial.trial_id
+        return self._record_one(trial_id, trial.config, str(trial), status, reason)
+
+    def _record_one(
+        self, trial_id: str, config: dict[str, Any], trial_name: str, status: str, reason: str
+    ) -> dict[str, Any] | None:
         folder = self.study_dir / "trials" / trial_id
         if (folder / RESULT_FILE).exists():
             return None
         folder.mkdir(parents=True, exist_ok=True)
-        config = {k: v for k, v in trial.config.items() if k not in (RESUME_KEY, OPTUNA_KEY)}
+        config = {k: v for k, v in config.items() if k not in (RESUME_KEY, OPTUNA_KEY)}
         config = strip_variant_prefix(dict(config.get("point", config)))
         meta = folder / TRIAL_META_FILE
         record = {
             "trial_id": trial_id,
-            "trial_name": str(trial),
+            "trial_name": trial_name,
             "status": status,
             "failure_reason": reason,
             "variant": config.pop("variant", None),
@@ -328,13 +339,21 @@ def run_study(
 
     write_json_atomic(study_dir / STUDY_RUN_FILE, dataclasses.asdict(study_run))
 
+    pack_size = spec.pack_size()
     if spec.search.mode == "grid":
         searcher: Searcher | None = None
-        param_space: dict[str, Any] = {"point": tune.grid_search(grid_points(spec))}
+        points = grid_points(spec)
+        if pack_size > 1:
+            param_space: dict[str, Any] = {PACK_KEY: tune.grid_search(pack_points(points, pack_size))}
+        else:
+            param_space = {"point": tune.grid_search(points)}
         num_samples = 1
     else:
         searcher = make_optuna_searcher(spec, study_dir)
         param_space, num_samples = {}, spec.search.num_trials
+        if pack_size > 1:
+            # num_samples bounds the packs; the searcher finishes once num_trials members were asked for.
+            searcher = PackingSearcher(searcher, pack_size, spec.search.num_trials, study_dir)
     return launch(spec, study_dir, study_run, tracking_uri, searcher, param_space, num_samples, address, "ray")
 
 

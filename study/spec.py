@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -107,6 +108,12 @@ class TrainingSpec(_Model):
     estimator: Literal[("auto", *ESTIMATORS)] = "auto"  # type: ignore[valid-type]
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(0, ge=0)
+    #: Members trained together in one trial (trainers.pack): stacked parameters, one
+    #: step for all, each member its own Optuna trial, MLflow run and parquet row.
+    #: ``auto``: 1 on CPU; on GPUs, as many as the trial's GPU memory holds (up to 64).
+    pack_size: int | Literal["auto"] = "auto"
+    #: ``torch.compile`` the networks (a pack compiles its whole forward step).
+    compile: bool = False
 
 
 class EvaluationSpec(_Model):
@@ -235,6 +242,16 @@ class StudySpec(_Model):
             return "variant_options" if name == "options" else name
         return f"variants.{variant}.{name}"
 
+    def pack_size(self) -> int:
+        """Members per trial: ``training.pack_size``, or for ``auto`` (see :func:`auto_pack_size`)."""
+        size = self.training.pack_size
+        if size != "auto":
+            return int(size)
+        packable = all(OBJECTIVES[v].packable for v in self.variant_specs() if v in OBJECTIVES)
+        if not packable or self.search.early_stopping is not None:
+            return 1
+        return auto_pack_size(self.resources.gpus, self.training.batch_size)
+
     @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
@@ -271,11 +288,35 @@ class StudySpec(_Model):
             seed=seed,
             device=t.device,
             precision=t.precision,
+            compile=t.compile,
             num_threads=max(1, int(self.resources.cpus)),
             log_every=t.log_every,
             checkpoint_every=t.checkpoint_every,
             eval=EvalConfig(**self.evaluation.model_dump()),
         )
+
+
+#: Assumed GPU memory when the driver cannot see the trial's GPU.
+ASSUMED_GPU_BYTES = 16 * 2**30
+#: Working memory of one member of the standard 64×64 VAE per image of its batch:
+#: saved activations of encoder and decoder in float32 (≈ 0.2 M values) with the
+#: backward's copies, ≈ 2.5 MB; parameters, gradients and Adam moments add ≈ 10 MB.
+MEMBER_BYTES_PER_IMAGE, MEMBER_BYTES_FIXED = 2_500_000, 10_000_000
+
+
+def auto_pack_size(gpus: float, batch_size: int, gpu_bytes: int | None = None) -> int:
+    """1 without GPUs; else members filling half the trial's share of GPU memory, 1–64."""
+    if gpus <= 0:
+        return 1
+    if gpu_bytes is None:
+        gpu_bytes = ASSUMED_GPU_BYTES
+        try:
+            if torch.cuda.is_available():
+                gpu_bytes = torch.cuda.get_device_properties(0).total_memory
+        except Exception:  # no usable CUDA on the driver: keep the assumption
+            pass
+    budget = 0.5 * gpu_bytes * min(gpus, 1.0)
+    return int(max(1, min(64, budget // (MEMBER_BYTES_FIXED + MEMBER_BYTES_PER_IMAGE * batch_size))))
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -336,6 +377,21 @@ def check_spec(spec: StudySpec) -> None:
         problems.append(f"training.device: must be auto, cpu, cuda or cuda:N, got {spec.training.device!r}")
     if any(seed < 0 for seed in spec.seeds):
         problems.append("seeds: must be >= 0")
+    pack_size = spec.training.pack_size
+    if isinstance(pack_size, int) and pack_size < 1:
+        problems.append(f"training.pack_size: must be >= 1 or auto, got {pack_size}")
+    if isinstance(pack_size, int) and pack_size > 1:
+        for variant in spec.variant_specs():
+            if not OBJECTIVES[variant].packable:
+                problems.append(
+                    f"training.pack_size: variant {variant!r} cannot be packed (it is not a single-pass "
+                    "objective); set pack_size: 1"
+                )
+        if spec.search.early_stopping is not None:
+            problems.append(
+                "search.early_stopping: not with training.pack_size > 1 (a scheduler stops whole trials, "
+                "and a pack's members are ranked separately)"
+            )
     if spec.search.mode == "grid":
         problems.extend(_check_grid(spec))
     stopping = spec.search.early_stopping

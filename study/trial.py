@@ -24,6 +24,7 @@ from study.space import strip_variant_prefix
 from study.spec import StudySpec
 from study.tracking import SPILL_FILE, StudyRun, TrialTracker, find_trial_run
 from trainers.checkpoint import load_checkpoint, save_checkpoint
+from trainers.config import TrainConfig
 from trainers.train import TrainingDiverged, TrainResult, train
 
 RESULT_FILE = "result.json"
@@ -37,6 +38,8 @@ TRIAL_CONFIG_FILE = "trial_config.json"
 CHECKPOINT_DIR = "checkpoint"
 #: Keys of a trial's config that are bookkeeping, not hyperparameters.
 RESUME_KEY, OPTUNA_KEY = "resume_trial_id", "optuna"
+#: Key of a packed trial's config listing its members (study.packing).
+PACK_KEY = "pack"
 
 
 class TrialFailed(RuntimeError):
@@ -92,7 +95,7 @@ class TrialReporter:
         staging.mkdir()
         save_checkpoint(staging / STATE_FILE, state)
         write_json_atomic(staging / TRIAL_META_FILE, {"mlflow_run_id": self.tracker.run_id, "step": step})
-        _replace_dir(staging, self.trial_dir / CHECKPOINT_DIR)
+        replace_dir(staging, self.trial_dir / CHECKPOINT_DIR)
         tune.report(
             {"step": step, "final": 0, **self.last_terms},
             checkpoint=tune.Checkpoint.from_directory(self.trial_dir / CHECKPOINT_DIR),
@@ -102,7 +105,7 @@ class TrialReporter:
         pass
 
 
-def _replace_dir(source: Path, target: Path) -> None:
+def replace_dir(source: Path, target: Path) -> None:
     """Put ``source`` at ``target`` so that a reader sees the old or the new folder, whole."""
     old = target.with_name(target.name + ".old")
     if target.exists():
@@ -138,6 +141,11 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     resumed_id = config.pop(RESUME_KEY, None)
     trial_id = resumed_id or tune_context.get_trial_id()
     trial_name = tune_context.get_trial_name()
+    if PACK_KEY in config:
+        from study.pack_trial import run_pack  # it builds on this module
+
+        run_pack(config, context, trial_id, trial_name)
+        return
     trial_dir = Path(context.study_dir) / "trials" / trial_id
     trial_dir.mkdir(parents=True, exist_ok=True)
     result_file = trial_dir / RESULT_FILE
@@ -171,6 +179,44 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         # Killed between opening its run and writing trial.json: find the run by its tag.
         run_id = find_trial_run(context.tracking, trial_id)
 
+    tracker, row = open_trial_tracking(context, trial_id, trial_name, train_config, trial_dir, run_id)
+    row["resumed_from_step"] = int(resume["step"]) if resume else 0
+    try:
+        reporter = TrialReporter(tracker, trial_dir)
+        result = train(train_config, reporter, resume=resume, output_dir=trial_dir / "artifacts")
+    except TrainingDiverged as error:
+        record_diverged(tracker, row, error, result_file)
+        raise TrialFailed(str(error)) from None
+    except SystemExit:
+        # Tune ends a trial a scheduler stopped with sys.exit(0) inside tune.report; the
+        # driver's callback writes its result.json with the reason.
+        tracker.set_tags({"status": "pruned"})
+        tracker.close("KILLED")
+        raise
+    except BaseException as error:
+        tracker.set_tags({"status": "error", "failure_reason": f"{type(error).__name__}: {error}"})
+        tracker.close("FAILED")
+        raise
+
+    record_completed(tracker, row, result, trial_dir)
+    final = {"step": result.steps, "final": 1, **result.terms, **result.metrics}
+    missing = [o.name for o in spec.objectives if o.name not in final]
+    if missing:
+        raise TrialFailed(f"final result lacks objective(s) {', '.join(missing)}")
+    tune.report(final)
+
+
+def open_trial_tracking(
+    context: TrialContext,
+    trial_id: str,
+    trial_name: str,
+    train_config: TrainConfig,
+    trial_dir: Path,
+    run_id: str | None,
+) -> tuple[TrialTracker, dict[str, Any]]:
+    """Open (or re-attach to) the trial's nested MLflow run; return it and the start of its row."""
+    spec = context.study_spec
+    variant, seed = train_config.variant, train_config.seed
     tags = {
         "trial_id": trial_id,
         "variant": variant,
@@ -204,30 +250,22 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         "mlflow_run_id": tracker.run_id,
         "mlflow_parent_run_id": context.tracking.parent_run_id,
         "started_at": time.time(),
-        "resumed_from_step": int(resume["step"]) if resume else 0,
     }
-    try:
-        reporter = TrialReporter(tracker, trial_dir)
-        result = train(train_config, reporter, resume=resume, output_dir=trial_dir / "artifacts")
-    except TrainingDiverged as error:
-        reason = str(error)
-        row.update(status="failed", failure_reason=reason, failed_step=error.step, failed_term=error.term)
-        row["finished_at"] = time.time()
-        tracker.set_tags({"status": "failed", "failure_reason": reason})
-        row["undelivered_metrics"] = tracker.close("FAILED")
-        write_json_atomic(result_file, row)
-        raise TrialFailed(reason) from None
-    except SystemExit:
-        # Tune ends a trial a scheduler stopped with sys.exit(0) inside tune.report; the
-        # driver's callback writes its result.json with the reason.
-        tracker.set_tags({"status": "pruned"})
-        tracker.close("KILLED")
-        raise
-    except BaseException as error:
-        tracker.set_tags({"status": "error", "failure_reason": f"{type(error).__name__}: {error}"})
-        tracker.close("FAILED")
-        raise
+    return tracker, row
 
+
+def record_diverged(tracker: TrialTracker, row: dict[str, Any], error: TrainingDiverged, result_file: Path) -> None:
+    """Tag the run failed with the step and term, close it, and write the trial's ``result.json``."""
+    reason = str(error)
+    row.update(status="failed", failure_reason=reason, failed_step=error.step, failed_term=error.term)
+    row["finished_at"] = time.time()
+    tracker.set_tags({"status": "failed", "failure_reason": reason})
+    row["undelivered_metrics"] = tracker.close("FAILED")
+    write_json_atomic(result_file, row)
+
+
+def record_completed(tracker: TrialTracker, row: dict[str, Any], result: TrainResult, trial_dir: Path) -> None:
+    """Log the held-out terms and artifacts, close the run, and write the trial's ``result.json``."""
     # The held-out terms are the final point of each term's history.
     tracker.log_terms(result.steps, {**result.terms, **result.metrics})
     append_history(trial_dir / HISTORY_FILE, result.steps, {**result.terms, **result.metrics}, "heldout")
@@ -245,12 +283,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     )
     tracker.set_tags({"status": "completed"})
     row["undelivered_metrics"] = tracker.close("FINISHED")
-    write_json_atomic(result_file, row)
-    final = {"step": result.steps, "final": 1, **result.terms, **result.metrics}
-    missing = [o.name for o in spec.objectives if o.name not in final]
-    if missing:
-        raise TrialFailed(f"final result lacks objective(s) {', '.join(missing)}")
-    tune.report(final)
+    write_json_atomic(trial_dir / RESULT_FILE, row)
 
 
 def _flat_weights(weights: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
