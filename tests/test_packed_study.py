@@ -4,9 +4,9 @@ import json
 
 import optuna
 import pytest
+from test_study_integration import TINY, _run, _runs
 
 from analysis import load_results
-from test_study_integration import TINY, _run, _runs
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +55,7 @@ def test_a_diverging_member_is_recorded_failed_and_its_pack_finishes(tmp_path):
         "search": {"mode": "grid", "max_concurrent": 1},
     }
     proc, study_dir = _run(spec, tmp_path)
+    assert "1 completed" in proc.stdout and "1 failed" in proc.stdout
     df = load_results(study_dir).set_index("beta.value")
     assert df["pack_id"].nunique() == 1
     assert df.loc[4.0, "status"] == "completed" and df.loc[4.0, "mig"] >= 0
