@@ -175,3 +175,20 @@ def test_what_cannot_share_a_pack_is_named():
 
         train_pack([_config(0), _config(1)], Keep())
         train_pack([_config(0), _config(2)], NullPackReporter(), resume=state)
+
+
+def test_bf16_packs_keep_the_terms_near_float32():
+    configs = [_config(seed, steps=10, checkpoint_every=0) for seed in range(2)]
+    fp32 = train_pack(configs, NullPackReporter())
+    bf16 = train_pack([_config(s, steps=10, checkpoint_every=0, precision="bf16") for s in range(2)], NullPackReporter())
+    for a, b in zip(fp32, bf16, strict=True):
+        assert b.terms["recon"] == pytest.approx(a.terms["recon"], rel=0.02)
+        assert b.terms["kl"] == pytest.approx(a.terms["kl"], rel=0.25, abs=0.05)
+
+
+def test_compiled_networks_keep_the_terms_of_eager_ones():
+    # Compilation reorders float arithmetic only; a few steps stay at float tolerance.
+    eager = train(_config(0, steps=3, checkpoint_every=0), NullReporter())
+    compiled = train(_config(0, steps=3, checkpoint_every=0, compile=True), NullReporter())
+    for name, value in eager.terms.items():
+        assert compiled.terms[name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
