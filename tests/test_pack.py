@@ -180,7 +180,9 @@ def test_what_cannot_share_a_pack_is_named():
 def test_bf16_packs_keep_the_terms_near_float32():
     configs = [_config(seed, steps=10, checkpoint_every=0) for seed in range(2)]
     fp32 = train_pack(configs, NullPackReporter())
-    bf16 = train_pack([_config(s, steps=10, checkpoint_every=0, precision="bf16") for s in range(2)], NullPackReporter())
+    bf16 = train_pack(
+        [_config(s, steps=10, checkpoint_every=0, precision="bf16") for s in range(2)], NullPackReporter()
+    )
     for a, b in zip(fp32, bf16, strict=True):
         assert b.terms["recon"] == pytest.approx(a.terms["recon"], rel=0.02)
         assert b.terms["kl"] == pytest.approx(a.terms["kl"], rel=0.25, abs=0.05)
