@@ -19,12 +19,10 @@ from typing import Any
 from ray import tune
 
 from study.packing import PACKS_DIR, member_id
-from study.space import strip_variant_prefix
 from study.tracking import TrialTracker
 from study.trial import (
     CHECKPOINT_DIR,
     HISTORY_FILE,
-    OPTUNA_KEY,
     PACK_KEY,
     RESULT_FILE,
     STATE_FILE,
@@ -37,6 +35,7 @@ from study.trial import (
     record_completed,
     record_diverged,
     replace_dir,
+    suggested_train_config,
     write_json_atomic,
 )
 from trainers.checkpoint import save_checkpoint
@@ -105,10 +104,7 @@ def run_pack(config: dict[str, Any], context: TrialContext, trial_id: str, trial
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / TRIAL_CONFIG_FILE).exists():
             write_json_atomic(folder / TRIAL_CONFIG_FILE, {"trial_id": mid, "pack": trial_id, "config": member})
-        point = strip_variant_prefix({k: v for k, v in member.items() if k != OPTUNA_KEY}.get("point", member))
-        point = {k: v for k, v in point.items() if k != OPTUNA_KEY}
-        params = {k: v for k, v in point.items() if k not in ("seed", "variant")}
-        train_configs.append(spec.train_config(params, int(point["seed"]), point["variant"]))
+        train_configs.append(suggested_train_config(spec, member))
 
     records = [json.loads((d / RESULT_FILE).read_text()) if (d / RESULT_FILE).exists() else None for d in dirs]
     if all(r is not None for r in records):

@@ -163,10 +163,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             tune.report({"step": previous["steps"], "final": 1, **previous["terms"], **previous["metrics"]})
             return
 
-    config = strip_variant_prefix(config.get("point", config))
-    seed, variant = int(config["seed"]), config["variant"]
-    params = {k: v for k, v in config.items() if k not in ("seed", "variant")}
-    train_config = spec.train_config(params, seed, variant)
+    train_config = suggested_train_config(spec, config)
 
     resume, run_id = None, None
     checkpoint = latest_checkpoint(trial_dir, tune.get_checkpoint())
@@ -204,6 +201,13 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     if missing:
         raise TrialFailed(f"final result lacks objective(s) {', '.join(missing)}")
     tune.report(final)
+
+
+def suggested_train_config(spec: StudySpec, config: Mapping[str, Any]) -> TrainConfig:
+    """The training config of a suggestion: a grid ``point`` or an Optuna config (bookkeeping keys ignored)."""
+    point = strip_variant_prefix(dict(config.get("point", config)))
+    params = {k: v for k, v in point.items() if k not in ("seed", "variant", OPTUNA_KEY, RESUME_KEY)}
+    return spec.train_config(params, int(point["seed"]), point["variant"])
 
 
 def open_trial_tracking(

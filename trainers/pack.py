@@ -41,6 +41,7 @@ from trainers.data import make_dataset
 from trainers.objectives import Objective, make_objective
 from trainers.precision import autocast
 from trainers.train import (
+    TermAccumulator,
     TrainingDiverged,
     TrainResult,
     evaluate,
@@ -173,42 +174,6 @@ def pack_forward(
     return terms
 
 
-class _PackAccumulator:
-    """Per-member sums of every term between reports, and each member's first bad step per term."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.names: list[str] = []
-        self.sums: torch.Tensor | None = None
-        self.first_bad: torch.Tensor | None = None
-        self.count = 0
-
-    def add(self, step: int, terms: Mapping[str, torch.Tensor]) -> None:
-        values = torch.stack([v.detach().float().reshape(self.size) for v in terms.values()], dim=1)
-        if self.sums is None:
-            self.names = list(terms)
-            self.sums = torch.zeros_like(values)
-            self.first_bad = torch.full_like(values, -1.0)
-        self.sums += values
-        unseen = (self.first_bad < 0) & ~torch.isfinite(values)
-        self.first_bad = torch.where(unseen, torch.full_like(values, float(step)), self.first_bad)
-        self.count += 1
-
-    def pop(self) -> tuple[list[dict[str, float]], dict[int, TrainingDiverged]]:
-        """Each member's means, and a :class:`TrainingDiverged` for each member that went non-finite."""
-        assert self.sums is not None and self.first_bad is not None
-        means = (self.sums / self.count).tolist()
-        first_bad = self.first_bad.tolist()
-        self.sums, self.first_bad, self.count = None, None, 0
-        diverged = {}
-        for member, row in enumerate(first_bad):
-            bad = [(at, i) for i, at in enumerate(row) if at >= 0]
-            if bad:
-                at, i = min(bad)
-                diverged[member] = TrainingDiverged(int(at), self.names[i])
-        return [dict(zip(self.names, row, strict=True)) for row in means], diverged
-
-
 def train_pack(
     configs: Sequence[TrainConfig],
     report: PackReporter,
@@ -270,7 +235,7 @@ def train_pack(
             return x.reshape(size, shared.batch_size, *x.shape[1:])
         return torch.stack([data.observations(f, device, rng) for f, rng in zip(factors, data_rngs, strict=True)])
 
-    accumulator = _PackAccumulator(size)
+    accumulator = TermAccumulator(size)
     alive = torch.tensor([k not in failed for k in range(size)], device=device)
     began = time.perf_counter()
     for step in range(start, shared.steps):
@@ -292,7 +257,7 @@ def train_pack(
         accumulator.add(step, terms)
         done = step + 1
         if done % shared.log_every == 0 or done == shared.steps:
-            means, diverged = accumulator.pop()
+            means, diverged = accumulator.pop_members()
             for member, error in diverged.items():
                 if member not in failed:
                     failed[member] = error

@@ -82,22 +82,24 @@ def stream_seeds(seed: int) -> dict[str, int]:
     return {"init": int(init), "data": int(data), "noise": int(noise)}
 
 
-class _TermAccumulator:
+class TermAccumulator:
     """Sums terms on the device between reports, so logging costs no sync per step.
 
     It also keeps, per term, the first step at which it was non-finite, so a
     divergence is reported at its exact step and with the term that went first
-    (later NaNs are consequences).
+    (later NaNs are consequences).  With ``members`` (a pack, trainers.pack) every
+    term is a ``[members]`` tensor and each member is accounted for separately.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, members: int | None = None) -> None:
+        self.shape = () if members is None else (members,)
         self.names: list[str] = []
         self.sums: torch.Tensor | None = None
         self.first_bad: torch.Tensor | None = None
         self.count = 0
 
     def add(self, step: int, terms: Mapping[str, torch.Tensor]) -> None:
-        values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
+        values = torch.stack([v.detach().float().reshape(self.shape) for v in terms.values()], dim=-1)
         if self.sums is None:
             self.names = list(terms)
             self.sums = torch.zeros_like(values)
@@ -107,15 +109,25 @@ class _TermAccumulator:
         self.first_bad = torch.where(unseen, torch.full_like(values, float(step)), self.first_bad)
         self.count += 1
 
-    def pop(self) -> dict[str, float]:
+    def pop_members(self) -> tuple[list[dict[str, float]], dict[int, TrainingDiverged]]:
+        """Each member's means, and a :class:`TrainingDiverged` for each member that went non-finite."""
         assert self.sums is not None and self.first_bad is not None
-        first_bad = self.first_bad.tolist()
-        means = dict(zip(self.names, (self.sums / self.count).tolist(), strict=True))
+        means = (self.sums / self.count).reshape(-1, len(self.names)).tolist()
+        first_bad = self.first_bad.reshape(-1, len(self.names)).tolist()
         self.sums, self.first_bad, self.count = None, None, 0
-        bad = [(at, i) for i, at in enumerate(first_bad) if at >= 0]
-        if bad:
-            at, i = min(bad)
-            raise TrainingDiverged(int(at), self.names[i])
+        diverged = {}
+        for member, row in enumerate(first_bad):
+            bad = [(at, i) for i, at in enumerate(row) if at >= 0]
+            if bad:
+                at, i = min(bad)
+                diverged[member] = TrainingDiverged(int(at), self.names[i])
+        return [dict(zip(self.names, row, strict=True)) for row in means], diverged
+
+    def pop(self) -> dict[str, float]:
+        """The means of a single run; raises :class:`TrainingDiverged` if it went non-finite."""
+        (means,), diverged = self.pop_members()
+        if diverged:
+            raise diverged[0]
         return means
 
 
@@ -152,7 +164,7 @@ def train(
     def next_batch() -> torch.Tensor:
         return data.observations(data.sample_factors(config.batch_size, data_rng), device, data_rng)
 
-    accumulator = _TermAccumulator()
+    accumulator = TermAccumulator()
     began = time.perf_counter()
     model.train()
     for step in range(start, config.steps):
