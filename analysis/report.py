@@ -103,6 +103,10 @@ def udr_table(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
     return table.sort_values("udr", ascending=False)
 
 
+#: The report's file name inside a study folder.
+REPORT_FILE = "report.html"
+
+
 def report_html(df: pd.DataFrame, title: str) -> str:
     objectives = normalize_objectives(df.attrs.get("objectives") or [("recon", "min")])
     names = [n for n, _ in objectives if n in df.columns]
@@ -141,6 +145,6 @@ def write_report(study_dir: str | Path) -> Path:
     """``STUDY_DIR/report.html`` from its ``results.parquet``."""
     study_dir = Path(study_dir)
     df = load_results(study_dir)
-    target = study_dir / "report.html"
+    target = study_dir / REPORT_FILE
     target.write_text(report_html(df, f"Study report: {study_dir.name}"))
     return target

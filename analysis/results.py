@@ -9,6 +9,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 SUPPORTED_SCHEMA_VERSIONS = {1}
+#: File names inside a study folder (study.folder owns the folder; analysis reads these two).
+RESULTS_FILE, HISTORY_FILE = "results.parquet", "history.parquet"
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
@@ -18,7 +20,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "results.parquet"
+        path = path / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results parquet here")
     table = pq.read_table(path)

@@ -8,11 +8,11 @@ folder in use), with an error naming the field or file and nothing written.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from study.folder import RecordError, StudyFolder
 from study.spec import SpecError, load_spec
 
 if TYPE_CHECKING:
@@ -96,8 +96,9 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    if not (args.study_dir / "trials").is_dir():
-        raise SpecError(f"{args.study_dir}: not a study folder (no trials/ inside)")
+    folder = StudyFolder(args.study_dir)
+    if not folder.trials_dir.is_dir():
+        raise SpecError(f"{args.study_dir}: not a study folder (no {folder.trials_dir.name}/ inside)")
     from study.export import export_results
 
     print(export_results(args.study_dir))
@@ -108,14 +109,14 @@ def _status(args: argparse.Namespace) -> int:
     from study.status import format_status, study_status
 
     status = study_status(args.study_dir)
-    spec = json.loads((args.study_dir / "spec.json").read_text())
+    spec = StudyFolder(args.study_dir).read_spec()
     objectives = {o["name"]: o["mode"] for o in spec.get("objectives", [])}
     print(format_status(args.study_dir, status, objectives))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    if not (args.study_dir / "results.parquet").is_file():
+    if not StudyFolder(args.study_dir).results.is_file():
         raise SpecError(f"{args.study_dir}: no results.parquet (run `vae-study export` first)")
     from analysis.report import write_report
 
@@ -125,20 +126,20 @@ def _report(args: argparse.Namespace) -> int:
 
 def _sync(args: argparse.Namespace) -> int:
     """Replays every trial's spill file; exit 1 while something is still undelivered."""
-    spec_file = args.study_dir / "spec.json"
-    if not spec_file.is_file():
-        raise SpecError(f"{args.study_dir}: not a study folder (no spec.json inside)")
+    folder = StudyFolder(args.study_dir)
+    spec = folder.read_spec()
     from study.export import export_results
-    from study.tracking import SPILL_FILE, default_tracking_uri, replay_spill
+    from study.tracking import default_tracking_uri, replay_spill
 
-    spec = json.loads(spec_file.read_text())
     uri = (spec.get("tracking") or {}).get("uri") or default_tracking_uri(args.study_dir)
     delivered = left = 0
-    for spill in sorted((args.study_dir / "trials").glob(f"*/{SPILL_FILE}")):
-        done, remaining = replay_spill(uri, spill, args.timeout)
+    for trial in folder.trials():
+        if not trial.spill_file.exists():
+            continue
+        done, remaining = replay_spill(uri, trial.spill_file, args.timeout)
         delivered, left = delivered + done, left + remaining
-        print(f"{spill.parent.name}: {done} delivered, {remaining} left")
-    if (args.study_dir / "results.parquet").exists():
+        print(f"{trial.trial_id}: {done} delivered, {remaining} left")
+    if folder.results.exists():
         export_results(args.study_dir)  # its undelivered_metrics column
     print(f"{delivered} operations delivered to {uri}; {left} still waiting")
     return 1 if left else 0
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "resume":
             return _resume(args)
         return _export(args)
-    except SpecError as error:
+    except (SpecError, RecordError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

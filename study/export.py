@@ -28,8 +28,8 @@ column                      meaning
 ``codes``                   path of the trial's ``codes.npz`` (mean codes for UDR)
 ``train_seconds``, ``eval_seconds``, ``images_per_second``, ``started_at``,
 ``finished_at`` (Unix seconds), ``resumed_from_step``
-``pack_id``, ``pack_size``  the Ray trial that trained the trial in a pack, and the
-                            pack's size (absent when the study was not packed)
+``pack_id``, ``pack_size``  the Ray trial (pack) that trained the trial, and the
+                            pack's size (an unpacked trial is a pack of one: its own id, 1)
 ``undelivered_metrics``     metrics of the trial still waiting in its spill file for
                             the tracking server (``vae-study sync`` delivers them)
 ==========================  ======================================================
@@ -56,36 +56,33 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis.udr import udr_by_configuration
-from study.tracking import SPILL_FILE, spilled_metric_count
+from study.folder import StudyFolder
+from study.tracking import spilled_metric_count
 
 SCHEMA_VERSION = 1
-RESULTS_FILE = "results.parquet"
-HISTORY_PARQUET = "history.parquet"
 META_COLUMNS = (
     "trial_id", "trial_name", "status", "failure_reason", "failed_step", "failed_term",
     "variant", "seed", "steps",
 )  # fmt: skip
 TAIL_COLUMNS = (
     "mlflow_run_id", "mlflow_parent_run_id", "checkpoint", "codes", "train_seconds", "eval_seconds",
-    "images_per_second", "started_at", "finished_at", "resumed_from_step", "undelivered_metrics",
+    "images_per_second", "started_at", "finished_at", "resumed_from_step", "pack_id", "pack_size",
+    "undelivered_metrics",
 )  # fmt: skip
 
 
 def trial_rows(study_dir: Path) -> list[dict[str, Any]]:
-    """The ``result.json`` of every trial folder, flattened, in trial-id order."""
+    """The record of every ended trial, flattened, in trial-id order."""
     rows = []
-    for path in sorted((study_dir / "trials").glob("*/result.json")):
-        record = json.loads(path.read_text())
-        row = {k: v for k, v in record.items() if k not in ("params", "terms", "metrics", "artifacts")}
-        row.update(record.get("params", {}))
-        row.update(record.get("terms", {}))
-        row.update(record.get("metrics", {}))
+    for trial in StudyFolder(study_dir).trials():
+        record = trial.read_record()
+        if record is None:
+            continue
+        row = record.row()
         # Counted now, not when the trial ended: `vae-study sync` may have delivered them since.
-        row["undelivered_metrics"] = spilled_metric_count(path.parent / SPILL_FILE)
-        if "codes" in record.get("artifacts", {}):
-            row["codes"] = record["artifacts"]["codes"]
+        row["undelivered_metrics"] = spilled_metric_count(trial.spill_file)
         rows.append(row)
-    if any("codes" in row for row in rows):
+    if any(row.get("codes") for row in rows):
         udr = udr_by_configuration(pd.DataFrame(rows))
         for row, value in zip(rows, udr.tolist(), strict=True):
             row["udr"] = None if value != value else value  # null, not NaN: no score
@@ -120,14 +117,10 @@ def results_table(rows: list[dict[str, Any]], objectives: list[dict[str, str]] |
 
 def history_table(study_dir: Path) -> pa.Table:
     latest: dict[tuple[str, str, int, str], float] = {}
-    for path in sorted((study_dir / "trials").glob("*/history.jsonl")):
-        trial_id = path.parent.name
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            for term, value in record["terms"].items():
-                latest[(trial_id, record["split"], int(record["step"]), term)] = float(value)
+    for trial in StudyFolder(study_dir).trials():
+        for entry in trial.history():
+            for term, value in entry["terms"].items():
+                latest[(trial.trial_id, entry["split"], int(entry["step"]), term)] = float(value)
     keys = sorted(latest)
     table = pa.table(
         {
@@ -150,9 +143,8 @@ def _write_atomic(table: pa.Table, target: Path) -> Path:
 
 def export_results(study_dir: str | Path, objectives: list[dict[str, str]] | None = None) -> Path:
     """Write ``STUDY_DIR/results.parquet`` from the trials' ``result.json`` files."""
-    study_dir = Path(study_dir)
+    folder = StudyFolder(study_dir)
     if objectives is None:
-        spec_file = study_dir / "spec.json"
-        objectives = json.loads(spec_file.read_text()).get("objectives", []) if spec_file.exists() else []
-    _write_atomic(history_table(study_dir), study_dir / HISTORY_PARQUET)
-    return _write_atomic(results_table(trial_rows(study_dir), objectives), study_dir / RESULTS_FILE)
+        objectives = folder.read_spec().get("objectives", []) if folder.spec_json.exists() else []
+    _write_atomic(history_table(folder.root), folder.history)
+    return _write_atomic(results_table(trial_rows(folder.root), objectives), folder.results)

@@ -256,6 +256,11 @@ class StudySpec(_Model):
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
+    def point_train_config(self, point: dict[str, Any]) -> TrainConfig:
+        """The training config of a suggested point: ``variant``, ``seed`` and ``<weight>.<param>`` values."""
+        params = {k: v for k, v in point.items() if k not in ("seed", "variant")}
+        return self.train_config(params, int(point["seed"]), point["variant"])
+
     def train_config(self, params: dict[str, Any], seed: int, variant: str | None = None) -> TrainConfig:
         """The training config of one trial: the spec's fixed values plus its sampled ``params``."""
         variants = self.variant_specs()

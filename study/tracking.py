@@ -36,6 +36,8 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from study.folder import StudyFolder
+
 log = logging.getLogger(__name__)
 
 MAX_METRICS_PER_BATCH = 1000
@@ -44,7 +46,8 @@ PARENT_TAG = "mlflow.parentRunId"
 
 
 def default_tracking_uri(study_dir: Path) -> str:
-    return f"sqlite:///{(study_dir / 'mlflow.db').resolve()}"
+    """The MLflow store of a study without ``tracking.uri``: SQLite inside the study folder."""
+    return f"sqlite:///{StudyFolder(study_dir).mlflow_db.resolve()}"
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
@@ -117,9 +120,6 @@ def find_trial_run(study: StudyRun, trial_id: str) -> str | None:
 #: MLflow's client retries a failed HTTP call 7 times with exponential backoff
 #: (minutes); the tracker retries itself and must see failures quickly.
 FAIL_FAST_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
-
-SPILL_FILE = "undelivered_tracking.jsonl"
-
 
 @dataclass(frozen=True)
 class Operation:

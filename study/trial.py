@@ -1,49 +1,58 @@
-"""One Ray Tune trial: train one configuration, track it in MLflow, report to Tune.
+"""One Ray Tune trial: train a pack of members, track each in MLflow, report to Tune.
 
-Runs inside the trial's worker process.  The MLflow run id travels inside every
-Tune checkpoint, so a retried trial resumes training from its last checkpoint and
-re-attaches to the same nested run.  Each trial writes ``result.json`` (its row of
-the results table) in its own folder before its final report, so the export reads
-what trials wrote instead of querying MLflow.
+Runs inside the trial's worker process.  Every Ray trial trains a pack (a list of
+one or more members, ``study.searchers``), and each member is a trial of the study
+with its own folder, nested MLflow run and record.  The pack is trained by
+:func:`trainers.members.train_members` (the plain loop for one member, the stacked
+trainer for several) through one reporter, :class:`PackReporter`.
+
+Restore policy: the pack's checkpoint lives in its run folder
+(``StudyFolder.run_dir``) and travels as Tune's checkpoint; a retried or resumed pack
+continues from the newer readable one, each member in the MLflow run it opened
+(``trial.json``).  Members with a record (``result.json``) are not trained again.
+
+How a member ends: completed (record written after evaluation), failed (a term
+became non-finite: record with the step and term; its pack mates go on), pruned (a
+scheduler stopped the pack: its MLflow run ends KILLED here, the driver writes the
+record with the reason) or error (the pack crashed: its run ends FAILED here, the
+driver writes the record after the retries).
 """
 
 from __future__ import annotations
 
-import json
-import os
+import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
-from study.space import strip_variant_prefix
+from study.folder import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_META,
+    CHECKPOINT_STATE,
+    StudyFolder,
+    TrialFolder,
+    TrialPlan,
+    TrialRecord,
+    TrialStatus,
+    checkpoint_dir,
+    checkpoint_step,
+    replace_dir,
+    write_json_atomic,
+)
+from study.searchers import MEMBERS, member_outcome, pack_plans
 from study.spec import StudySpec
-from study.tracking import SPILL_FILE, StudyRun, TrialTracker, find_trial_run
-from trainers.checkpoint import load_checkpoint, save_checkpoint
+from study.tracking import StudyRun, TrialTracker, find_trial_run
+from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.config import TrainConfig
-from trainers.train import TrainingDiverged, TrainResult, train
+from trainers.members import train_members
+from trainers.train import TrainingDiverged, TrainResult
 
-RESULT_FILE = "result.json"
-HISTORY_FILE = "history.jsonl"
-STATE_FILE = "state.pt"
-TRIAL_META_FILE = "trial.json"
-#: The trial's config as the searcher suggested it, written before training starts:
-#: ``vae-study resume`` re-runs an interrupted trial from it.
-TRIAL_CONFIG_FILE = "trial_config.json"
-#: The trial's own copy of its latest checkpoint (Tune keeps one per experiment).
-CHECKPOINT_DIR = "checkpoint"
-#: Keys of a trial's config that are bookkeeping, not hyperparameters.
-RESUME_KEY, OPTUNA_KEY = "resume_trial_id", "optuna"
-#: Key of a packed trial's config listing its members (study.packing).
-PACK_KEY = "pack"
-
-
-class TrialFailed(RuntimeError):
-    """Raised so that Tune and Optuna record the trial as failed (not complete)."""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,236 +68,241 @@ class TrialContext:
         return StudySpec.model_validate(self.spec)
 
 
-def append_history(path: Path, step: int, terms: Mapping[str, float], split: str) -> None:
-    """One JSON line per report: the trial's own record of its term histories."""
-    with path.open("a") as out:
-        out.write(json.dumps({"step": step, "split": split, "terms": dict(terms)}) + "\n")
+class PackReporter:
+    """Bridges :func:`trainers.members.train_members` to each member's MLflow run and files, and to Tune."""
 
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
-
-
-class TrialReporter:
-    """Bridges :func:`trainers.train.train` to MLflow and the trial's history file (every log)
-    and to Tune (every checkpoint)."""
-
-    def __init__(self, tracker: TrialTracker, trial_dir: Path) -> None:
-        self.tracker = tracker
-        self.trial_dir = trial_dir
-        self.history_file = trial_dir / HISTORY_FILE
+    def __init__(
+        self,
+        trackers: Sequence[TrialTracker | None],
+        records: Sequence[TrialRecord],
+        folders: Sequence[TrialFolder],
+        run_dir: Path,
+        objectives: Sequence[str],
+    ) -> None:
+        self.trackers, self.records, self.folders, self.run_dir = trackers, records, folders, run_dir
+        self.objectives = list(objectives)
         self.last_terms: dict[str, float] = {}
 
-    def on_terms(self, step: int, terms: Mapping[str, float]) -> None:
-        self.last_terms = dict(terms)
-        self.tracker.log_terms(step, terms)
-        append_history(self.history_file, step, terms, "train")
+    def open_trackers(self) -> list[TrialTracker]:
+        return [t for t, r in zip(self.trackers, self.records, strict=True) if t is not None and not r.status.ended]
+
+    def on_terms(self, step: int, terms: Sequence[Mapping[str, float] | None]) -> None:
+        for k, member_terms in enumerate(terms):
+            tracker = self.trackers[k]
+            if member_terms is not None and tracker is not None and not self.records[k].status.ended:
+                tracker.log_terms(step, member_terms)
+                self.folders[k].append_history(step, member_terms, "train")
+        if len(terms) == 1 and terms[0] is not None:
+            self.last_terms = dict(terms[0])
+
+    def on_member_failed(self, member: int, error: TrainingDiverged) -> None:
+        record, tracker = self.records[member], self.trackers[member]
+        if record.status.ended or tracker is None:
+            return
+        record.status = TrialStatus.FAILED
+        record.failure_reason, record.failed_step, record.failed_term = str(error), error.step, error.term
+        self._close(member, tracker, {"failure_reason": str(error)})
+
+    def on_member_end(self, member: int, result: TrainResult) -> None:
+        record, tracker = self.records[member], self.trackers[member]
+        if record.status.ended or tracker is None:
+            return
+        values = {**result.terms, **result.metrics}
+        # The held-out terms are the final point of each term's history.
+        tracker.log_terms(result.steps, values)
+        self.folders[member].append_history(result.steps, values, "heldout")
+        tracker.log_artifacts(result.artifacts.values())
+        record.terms, record.metrics = result.terms, result.metrics
+        record.artifacts = {k: str(v) for k, v in result.artifacts.items()}
+        record.train_seconds, record.eval_seconds = result.train_seconds, result.eval_seconds
+        record.images_per_second = result.images_per_second
+        missing = [name for name in self.objectives if name not in values]
+        record.status = TrialStatus.ERROR if missing else TrialStatus.COMPLETED
+        extra = {}
+        if missing:
+            record.failure_reason = f"final result lacks objective(s) {', '.join(missing)}"
+            extra["failure_reason"] = record.failure_reason
+        self._close(member, tracker, extra)
+
+    def _close(self, member: int, tracker: TrialTracker, tags: Mapping[str, str]) -> None:
+        record = self.records[member]
+        tracker.set_tags({"status": str(record.status), **tags})
+        record.finished_at = time.time()
+        record.undelivered_metrics = tracker.close(record.status.mlflow_status)
+        self.folders[member].write_record(record)
 
     def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
-        self.tracker.flush(step)
-        # A scheduler may stop the trial at this report: let its metrics reach MLflow first.
-        self.tracker.drain(timeout=10.0)
-        staging = self.trial_dir / (CHECKPOINT_DIR + ".new")
-        shutil.rmtree(staging, ignore_errors=True)  # left by a kill mid-write
-        staging.mkdir()
-        save_checkpoint(staging / STATE_FILE, state)
-        write_json_atomic(staging / TRIAL_META_FILE, {"mlflow_run_id": self.tracker.run_id, "step": step})
-        replace_dir(staging, self.trial_dir / CHECKPOINT_DIR)
+        for tracker in self.open_trackers():
+            tracker.flush(step)
+            # A scheduler may stop the pack at this report: let its metrics reach MLflow first.
+            tracker.drain(timeout=10.0)
+        save_pack_checkpoint(self.run_dir, step, state)
         tune.report(
-            {"step": step, "final": 0, **self.last_terms},
-            checkpoint=tune.Checkpoint.from_directory(self.trial_dir / CHECKPOINT_DIR),
+            {"step": step, "final": 0, **self.last_terms, **self.ended()},
+            checkpoint=tune.Checkpoint.from_directory(self.run_dir / CHECKPOINT_DIR),
         )
 
-    def on_end(self, result: TrainResult) -> None:
-        pass
+    def ended(self) -> dict[str, Any]:
+        """``{"members": {k: outcome}}`` for every member that has ended (``study.searchers``)."""
+        return {
+            MEMBERS: {
+                str(k): member_outcome(r.status, r.values if r.status == TrialStatus.COMPLETED else None)
+                for k, r in enumerate(self.records)
+                if r.status.ended
+            }
+        }
+
+    def abort(self, status: TrialStatus, reason: str) -> None:
+        """End the open members' MLflow runs: the pack stopped (pruned) or crashed (error)."""
+        for tracker in self.open_trackers():
+            tracker.set_tags({"status": str(status), "failure_reason": reason})
+            tracker.close(status.mlflow_status)
 
 
-def replace_dir(source: Path, target: Path) -> None:
-    """Put ``source`` at ``target`` so that a reader sees the old or the new folder, whole."""
-    old = target.with_name(target.name + ".old")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(source, target)
-    shutil.rmtree(old, ignore_errors=True)
+def save_pack_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> None:
+    """The pack's checkpoint in ``run_dir/checkpoint``, swapped in whole."""
+    staging = run_dir / (CHECKPOINT_DIR + ".new")
+    shutil.rmtree(staging, ignore_errors=True)  # left by a kill mid-write
+    staging.mkdir(parents=True)
+    save_checkpoint(staging / CHECKPOINT_STATE, state)
+    write_json_atomic(staging / CHECKPOINT_META, {"step": step})
+    replace_dir(staging, run_dir / CHECKPOINT_DIR)
 
 
-def latest_checkpoint(trial_dir: Path, tune_checkpoint: tune.Checkpoint | None) -> tuple[dict, str] | None:
-    """``(state, mlflow_run_id)`` of the newer of Tune's checkpoint and the trial's own copy."""
-    found = []
+def latest_checkpoint(run_dir: Path, tune_checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
+    """The newest readable of Tune's checkpoint and the pack's own copy (None: start from zero)."""
+    candidates: list[tuple[int, dict[str, Any]]] = []
+
+    def consider(folder: Path) -> None:
+        step = checkpoint_step(folder)
+        if step is None:
+            return
+        try:
+            candidates.append((step, load_checkpoint(folder / CHECKPOINT_STATE)))
+        except CheckpointError as error:  # a garbage file: fall back to the other copy, or to zero
+            log.warning("ignoring unreadable checkpoint %s: %s", folder, error)
+
     if tune_checkpoint is not None:
         with tune_checkpoint.as_directory() as folder:
-            found.append(_read_checkpoint(Path(folder)))
-    own = trial_dir / CHECKPOINT_DIR
-    if not own.is_dir() and own.with_name(CHECKPOINT_DIR + ".old").is_dir():
-        own = own.with_name(CHECKPOINT_DIR + ".old")  # killed between the two renames
-    if (own / TRIAL_META_FILE).exists():
-        found.append(_read_checkpoint(own))
-    return max(found, key=lambda f: int(f[0]["step"])) if found else None
-
-
-def _read_checkpoint(folder: Path) -> tuple[dict, str]:
-    return load_checkpoint(folder / STATE_FILE), json.loads((folder / TRIAL_META_FILE).read_text())["mlflow_run_id"]
+            consider(Path(folder))
+    consider(checkpoint_dir(run_dir))
+    return max(candidates, key=lambda c: c[0])[1] if candidates else None
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
-    """The Tune function trainable."""
+    """The Tune function trainable: train the pack in ``config`` (see the module docstring)."""
     spec = context.study_spec
+    folder = StudyFolder(context.study_dir)
     tune_context = tune.get_context()
-    config = dict(config)
-    # A trial resumed by `vae-study resume` keeps the folder (and MLflow run) it started with.
-    resumed_id = config.pop(RESUME_KEY, None)
-    trial_id = resumed_id or tune_context.get_trial_id()
     trial_name = tune_context.get_trial_name()
-    if PACK_KEY in config:
-        from study.pack_trial import run_pack  # it builds on this module
-
-        run_pack(config, context, trial_id, trial_name)
+    plans = pack_plans(config, tune_context.get_trial_id())
+    members = [folder.trial(plan.trial_id).create() for plan in plans]
+    started_before = []
+    for plan, member in zip(plans, members, strict=True):
+        started_before.append(member.read_plan() is not None)
+        if not started_before[-1]:
+            member.write_plan(plan)
+    ended = [member.read_record() for member in members]
+    objectives = [o.name for o in spec.objectives]
+    if all(record is not None for record in ended):
+        # Finished before its driver learnt of it: report what the members wrote, train nothing.
+        reporter = PackReporter([None] * len(plans), ended, members, Path(), objectives)  # type: ignore[arg-type]
+        tune.report(final_report(spec, reporter))
         return
-    trial_dir = Path(context.study_dir) / "trials" / trial_id
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    result_file = trial_dir / RESULT_FILE
-    if not (trial_dir / TRIAL_CONFIG_FILE).exists():
-        write_json_atomic(trial_dir / TRIAL_CONFIG_FILE, {"trial_id": trial_id, "config": config})
-    config.pop(OPTUNA_KEY, None)
 
-    if result_file.exists():
-        previous = json.loads(result_file.read_text())
-        if previous.get("status") == "failed":
-            # Divergence is deterministic: a retry would diverge again.
-            raise TrialFailed(previous.get("failure_reason", "failed"))
-        if previous.get("status") == "completed":
-            # Finished before its driver learnt of it: report what it wrote, train nothing.
-            tune.report({"step": previous["steps"], "final": 1, **previous["terms"], **previous["metrics"]})
-            return
-
-    train_config = suggested_train_config(spec, config)
-
-    resume, run_id = None, None
-    checkpoint = latest_checkpoint(trial_dir, tune.get_checkpoint())
-    if checkpoint is not None:
-        resume, run_id = checkpoint
-    elif (trial_dir / TRIAL_META_FILE).exists():
-        # Interrupted before its first checkpoint: train from zero, in the run it opened.
-        run_id = json.loads((trial_dir / TRIAL_META_FILE).read_text())["mlflow_run_id"]
-    elif resumed_id is not None:
-        # Killed between opening its run and writing trial.json: find the run by its tag.
-        run_id = find_trial_run(context.tracking, trial_id)
-
-    tracker, row = open_trial_tracking(context, trial_id, trial_name, train_config, trial_dir, run_id)
-    row["resumed_from_step"] = int(resume["step"]) if resume else 0
+    train_configs = [spec.point_train_config(plan.point) for plan in plans]
+    run_dir = folder.run_dir(plans[0].pack_id, len(plans))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resume = latest_checkpoint(run_dir, tune.get_checkpoint())
+    resumed_from = int(resume["step"]) if resume else 0
+    trackers: list[TrialTracker | None] = []
+    records: list[TrialRecord] = []
+    for k, (plan, member, train_config) in enumerate(zip(plans, members, train_configs, strict=True)):
+        if ended[k] is not None:  # ended before this retry: its record stands
+            trackers.append(None)
+            records.append(ended[k])  # type: ignore[arg-type]
+            continue
+        run_id = member.mlflow_run_id()
+        if run_id is None and started_before[k]:
+            # Killed between opening its run and writing trial.json: find the run by its tag.
+            run_id = find_trial_run(context.tracking, plan.trial_id)
+        name = trial_name if len(plans) == 1 else f"{trial_name}-m{k}"
+        tracker, record = open_member_tracking(context, plan, name, train_config, member, run_id)
+        record.resumed_from_step = resumed_from
+        trackers.append(tracker)
+        records.append(record)
+    reporter = PackReporter(trackers, records, members, run_dir, objectives)
     try:
-        reporter = TrialReporter(tracker, trial_dir)
-        result = train(train_config, reporter, resume=resume, output_dir=trial_dir / "artifacts")
-    except TrainingDiverged as error:
-        record_diverged(tracker, row, error, result_file)
-        raise TrialFailed(str(error)) from None
+        train_members(train_configs, reporter, resume=resume, output_dirs=[m.artifacts for m in members])
     except SystemExit:
-        # Tune ends a trial a scheduler stopped with sys.exit(0) inside tune.report; the
-        # driver's callback writes its result.json with the reason.
-        tracker.set_tags({"status": "pruned"})
-        tracker.close("KILLED")
+        # Tune ends a pack a scheduler stopped with sys.exit(0) inside tune.report; the
+        # driver's callback writes the members' records with the reason.
+        reporter.abort(TrialStatus.PRUNED, "stopped early")
         raise
     except BaseException as error:
-        tracker.set_tags({"status": "error", "failure_reason": f"{type(error).__name__}: {error}"})
-        tracker.close("FAILED")
+        reporter.abort(TrialStatus.ERROR, f"{type(error).__name__}: {error}")
         raise
-
-    record_completed(tracker, row, result, trial_dir)
-    final = {"step": result.steps, "final": 1, **result.terms, **result.metrics}
-    missing = [o.name for o in spec.objectives if o.name not in final]
-    if missing:
-        raise TrialFailed(f"final result lacks objective(s) {', '.join(missing)}")
-    tune.report(final)
+    tune.report(final_report(spec, reporter))
 
 
-def suggested_train_config(spec: StudySpec, config: Mapping[str, Any]) -> TrainConfig:
-    """The training config of a suggestion: a grid ``point`` or an Optuna config (bookkeeping keys ignored)."""
-    point = strip_variant_prefix(dict(config.get("point", config)))
-    params = {k: v for k, v in point.items() if k not in ("seed", "variant", OPTUNA_KEY, RESUME_KEY)}
-    return spec.train_config(params, int(point["seed"]), point["variant"])
+def final_report(spec: StudySpec, reporter: PackReporter) -> dict[str, Any]:
+    """The pack's last report: every member's outcome; a pack of one also reports its values at the top."""
+    report: dict[str, Any] = {"step": spec.training.steps, "final": 1, **reporter.ended()}
+    if len(reporter.records) == 1 and reporter.records[0].status == TrialStatus.COMPLETED:
+        report.update(reporter.records[0].values)
+    return report
 
 
-def open_trial_tracking(
+def open_member_tracking(
     context: TrialContext,
-    trial_id: str,
+    plan: TrialPlan,
     trial_name: str,
     train_config: TrainConfig,
-    trial_dir: Path,
+    member: TrialFolder,
     run_id: str | None,
-) -> tuple[TrialTracker, dict[str, Any]]:
-    """Open (or re-attach to) the trial's nested MLflow run; return it and the start of its row."""
+) -> tuple[TrialTracker, TrialRecord]:
+    """Open (or re-attach to) a member's nested MLflow run; return it and the member's running record."""
     spec = context.study_spec
-    variant, seed = train_config.variant, train_config.seed
-    tags = {
-        "trial_id": trial_id,
-        "variant": variant,
-        "seed": seed,
-        "status": "running",
-        **{f"{name}.schedule": cfg["schedule"] for name, cfg in train_config.weights.items()},
-    }
+    params = flat_weights(train_config.weights)
     tracker = TrialTracker(
         context.tracking,
         run_name=trial_name,
-        tags=tags,
+        tags={
+            "trial_id": plan.trial_id,
+            "variant": train_config.variant,
+            "seed": train_config.seed,
+            "status": str(TrialStatus.RUNNING),
+            **{f"{name}.schedule": cfg["schedule"] for name, cfg in train_config.weights.items()},
+        },
         params={
-            "variant": variant,
-            "seed": seed,
+            "variant": train_config.variant,
+            "seed": train_config.seed,
             **{f"options.{k}": v for k, v in train_config.variant_options.items()},
-            **_flat_weights(train_config.weights),
+            **params,
         },
         run_id=run_id,
         flush_every=spec.tracking.flush_every,
-        spill_file=trial_dir / SPILL_FILE,
+        spill_file=member.spill_file,
         close_timeout=spec.tracking.close_timeout,
     )
-    write_json_atomic(trial_dir / TRIAL_META_FILE, {"mlflow_run_id": tracker.run_id, "trial_name": trial_name})
-    row: dict[str, Any] = {
-        "trial_id": trial_id,
-        "trial_name": trial_name,
-        "variant": variant,
-        "seed": seed,
-        "params": _flat_weights(train_config.weights),
-        "steps": train_config.steps,
-        "mlflow_run_id": tracker.run_id,
-        "mlflow_parent_run_id": context.tracking.parent_run_id,
-        "started_at": time.time(),
-    }
-    return tracker, row
-
-
-def record_diverged(tracker: TrialTracker, row: dict[str, Any], error: TrainingDiverged, result_file: Path) -> None:
-    """Tag the run failed with the step and term, close it, and write the trial's ``result.json``."""
-    reason = str(error)
-    row.update(status="failed", failure_reason=reason, failed_step=error.step, failed_term=error.term)
-    row["finished_at"] = time.time()
-    tracker.set_tags({"status": "failed", "failure_reason": reason})
-    row["undelivered_metrics"] = tracker.close("FAILED")
-    write_json_atomic(result_file, row)
-
-
-def record_completed(tracker: TrialTracker, row: dict[str, Any], result: TrainResult, trial_dir: Path) -> None:
-    """Log the held-out terms and artifacts, close the run, and write the trial's ``result.json``."""
-    # The held-out terms are the final point of each term's history.
-    tracker.log_terms(result.steps, {**result.terms, **result.metrics})
-    append_history(trial_dir / HISTORY_FILE, result.steps, {**result.terms, **result.metrics}, "heldout")
-    tracker.log_artifacts(result.artifacts.values())
-    row.update(
-        status="completed",
-        terms=result.terms,
-        metrics=result.metrics,
-        checkpoint=str(result.artifacts.get("checkpoint", "")),
-        artifacts={k: str(v) for k, v in result.artifacts.items()},
-        train_seconds=result.train_seconds,
-        eval_seconds=result.eval_seconds,
-        images_per_second=result.images_per_second,
-        finished_at=time.time(),
+    member.write_mlflow_run_id(tracker.run_id, trial_name)
+    record = TrialRecord(
+        trial_id=plan.trial_id,
+        status=TrialStatus.RUNNING,
+        trial_name=trial_name,
+        variant=train_config.variant,
+        seed=train_config.seed,
+        params=params,
+        steps=train_config.steps,
+        mlflow_run_id=tracker.run_id,
+        mlflow_parent_run_id=context.tracking.parent_run_id,
+        started_at=time.time(),
+        pack_id=plan.pack_id,
+        pack_size=plan.pack_size,
     )
-    tracker.set_tags({"status": "completed"})
-    row["undelivered_metrics"] = tracker.close("FINISHED")
-    write_json_atomic(trial_dir / RESULT_FILE, row)
+    return tracker, record
 
 
-def _flat_weights(weights: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def flat_weights(weights: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``{"beta": {"schedule": "constant", "value": 4}}`` → ``{"beta.schedule": "constant", "beta.value": 4}``."""
     return {f"{name}.{param}": value for name, cfg in weights.items() for param, value in cfg.items()}

@@ -87,7 +87,9 @@ def check_pack(configs: Sequence[TrainConfig]) -> None:
                 )
 
 
-class PackReporter(Protocol):
+class MemberReporter(Protocol):
+    """What a trainer of members reports: each member's terms, failures and end, and the checkpoints."""
+
     def on_terms(self, step: int, terms: Sequence[Mapping[str, float] | None]) -> None:
         """Each member's terms averaged since the last report (None: a failed member)."""
 
@@ -96,7 +98,7 @@ class PackReporter(Protocol):
     def on_member_end(self, member: int, result: TrainResult) -> None: ...
 
 
-class NullPackReporter:
+class NullMemberReporter:
     def on_terms(self, step: int, terms: Sequence[Mapping[str, float] | None]) -> None:
         pass
 
@@ -176,7 +178,7 @@ def pack_forward(
 
 def train_pack(
     configs: Sequence[TrainConfig],
-    report: PackReporter,
+    report: MemberReporter,
     resume: Mapping[str, Any] | None = None,
     output_dirs: Sequence[str | Path] | None = None,
 ) -> list[TrainResult | TrainingDiverged]:

@@ -1,0 +1,344 @@
+"""The study folder: every path and file of a study, its trial records and their statuses.
+
+This module is the folder's only owner: other modules ask it for paths and read and
+write records through it.  Layout::
+
+    STUDY_DIR/
+      spec.yaml, spec.json          the spec as given and as resolved
+      study_run.json                the study's MLflow coordinates (paths relative to the folder)
+      mlflow.db, mlartifacts/       the default MLflow store
+      optuna.db                     the Optuna storage of ``search.storage: sqlite``
+      results.parquet, history.parquet, pareto.png, report.html
+      ray/                          Ray Tune's experiment state
+      trials/<trial id>/            one per trial (a member of a pack is a trial):
+        trial_config.json           its plan (:class:`TrialPlan`), written before training
+        trial.json                  its MLflow run id, written when the run opens
+        history.jsonl               every logged term (train) and the held-out values
+        result.json                 its record (:class:`TrialRecord`), written when it ends
+        artifacts/                  model.pt, codes.npz, pictures, config, metrics
+        checkpoint/                 the checkpoint of a pack of one (its Ray trial's)
+        undelivered_tracking.jsonl  tracking the MLflow server did not take
+      packs/<pack id>/checkpoint/   the checkpoint of a pack of several members
+
+A file that cannot be read as what it should be raises :class:`RecordError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from analysis.report import REPORT_FILE
+from analysis.results import HISTORY_FILE as HISTORY_PARQUET
+from analysis.results import RESULTS_FILE
+
+SPEC_YAML, SPEC_JSON, STUDY_RUN = "spec.yaml", "spec.json", "study_run.json"
+MLFLOW_DB, MLFLOW_ARTIFACTS, OPTUNA_DB = "mlflow.db", "mlartifacts", "optuna.db"
+PARETO_PNG, RAY_DIR, TRIALS_DIR, PACKS_DIR = "pareto.png", "ray", "trials", "packs"
+PLAN_FILE, META_FILE, HISTORY_FILE, RESULT_FILE = "trial_config.json", "trial.json", "history.jsonl", "result.json"
+ARTIFACTS_DIR, CHECKPOINT_DIR, SPILL_FILE = "artifacts", "checkpoint", "undelivered_tracking.jsonl"
+CHECKPOINT_STATE, CHECKPOINT_META = "state.pt", "trial.json"
+
+
+class RecordError(ValueError):
+    """A file of the study folder is missing something or is not what it should be; names the file."""
+
+
+class TrialStatus(StrEnum):
+    """How a trial stands; the same word in result.json, the parquet, MLflow's ``status`` tag and the log.
+
+    Its MLflow run status and Optuna state follow from it (:attr:`mlflow_status`,
+    ``study.searchers.optuna_state``).
+    """
+
+    RUNNING = "running"
+    #: Trained and evaluated.
+    COMPLETED = "completed"
+    #: A term became non-finite (diverged); deterministic, so never retried.
+    FAILED = "failed"
+    #: Crashed (an exception, a lost worker) after its retries.
+    ERROR = "error"
+    #: Stopped early by a scheduler.
+    PRUNED = "pruned"
+
+    @property
+    def ended(self) -> bool:
+        return self is not TrialStatus.RUNNING
+
+    @property
+    def mlflow_status(self) -> str:
+        return {
+            TrialStatus.RUNNING: "RUNNING",
+            TrialStatus.COMPLETED: "FINISHED",
+            TrialStatus.FAILED: "FAILED",
+            TrialStatus.ERROR: "FAILED",
+            TrialStatus.PRUNED: "KILLED",
+        }[self]
+
+
+ENDED_STATUSES = tuple(s for s in TrialStatus if s.ended)
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any] | list[Any]) -> None:
+    """Write JSON so that a reader sees the old file or the new one, whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``; a :class:`RecordError` naming the file if it is unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RecordError(f"{path}: not a readable JSON file ({error})") from None
+
+
+def _from_dict(cls: type, data: Any, path: Path) -> Any:
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise RecordError(f"{path}: lacks {', '.join(missing)}")
+    try:
+        return cls(**{k: v for k, v in data.items() if k in known})
+    except (TypeError, ValueError) as error:
+        raise RecordError(f"{path}: {error}") from None
+
+
+@dataclass
+class TrialPlan:
+    """What a trial will train (``trial_config.json``), written before it starts.
+
+    ``point`` is the trial's configuration: ``variant``, ``seed`` and
+    ``<weight>.<param>`` values; ``optuna`` its Optuna trial (``number``, ``params``,
+    ``distributions``) in Optuna studies.  ``pack_id`` is the Ray trial that trains
+    it, as member ``member`` of ``pack_size`` (a pack of one: ``pack_id == trial_id``).
+    """
+
+    trial_id: str
+    point: dict[str, Any]
+    pack_id: str
+    member: int = 0
+    pack_size: int = 1
+    optuna: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.point, dict) or "variant" not in self.point or "seed" not in self.point:
+            raise ValueError("point: needs variant and seed")
+
+
+@dataclass
+class TrialRecord:
+    """A trial's row of the results (``result.json``), written once it has ended.
+
+    ``params`` holds its schedules as ``<weight>.<param>``; ``terms`` the held-out
+    terms and ``metrics`` the metrics of a completed trial.
+    """
+
+    trial_id: str
+    status: TrialStatus
+    trial_name: str = ""
+    variant: str | None = None
+    seed: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    steps: int | None = None
+    terms: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    failure_reason: str | None = None
+    failed_step: int | None = None
+    failed_term: str | None = None
+    mlflow_run_id: str | None = None
+    mlflow_parent_run_id: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    train_seconds: float | None = None
+    eval_seconds: float | None = None
+    images_per_second: float | None = None
+    resumed_from_step: int = 0
+    pack_id: str | None = None
+    pack_size: int = 1
+    undelivered_metrics: int = 0
+
+    def __post_init__(self) -> None:
+        self.status = TrialStatus(self.status)
+
+    @property
+    def values(self) -> dict[str, float]:
+        """Every held-out term and metric by name (objectives name these)."""
+        return {**self.terms, **self.metrics}
+
+    def row(self) -> dict[str, Any]:
+        """The flat row of ``results.parquet`` (without the study-level columns such as ``udr``)."""
+        data = asdict(self)
+        row = {k: v for k, v in data.items() if k not in ("params", "terms", "metrics", "artifacts")}
+        row["status"] = str(self.status)
+        row.update(self.params)
+        row.update(self.values)
+        row["checkpoint"] = self.artifacts.get("checkpoint")
+        row["codes"] = self.artifacts.get("codes")
+        return row
+
+
+class TrialFolder:
+    """``trials/<trial id>/``: one trial's files."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.trial_id = path.name
+
+    plan_file = property(lambda self: self.path / PLAN_FILE)
+    meta_file = property(lambda self: self.path / META_FILE)
+    history_file = property(lambda self: self.path / HISTORY_FILE)
+    result_file = property(lambda self: self.path / RESULT_FILE)
+    artifacts = property(lambda self: self.path / ARTIFACTS_DIR)
+    spill_file = property(lambda self: self.path / SPILL_FILE)
+
+    def create(self) -> TrialFolder:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def read_plan(self) -> TrialPlan | None:
+        return _from_dict(TrialPlan, read_json(self.plan_file), self.plan_file) if self.plan_file.exists() else None
+
+    def write_plan(self, plan: TrialPlan) -> None:
+        write_json_atomic(self.plan_file, asdict(plan))
+
+    def read_record(self) -> TrialRecord | None:
+        if not self.result_file.exists():
+            return None
+        return _from_dict(TrialRecord, read_json(self.result_file), self.result_file)
+
+    def write_record(self, record: TrialRecord) -> None:
+        write_json_atomic(self.result_file, asdict(record))
+
+    def mlflow_run_id(self) -> str | None:
+        """The MLflow run the trial opened (None: it opened none yet)."""
+        if not self.meta_file.exists():
+            return None
+        meta = read_json(self.meta_file)
+        if not isinstance(meta, dict) or not meta.get("mlflow_run_id"):
+            raise RecordError(f"{self.meta_file}: lacks mlflow_run_id")
+        return str(meta["mlflow_run_id"])
+
+    def write_mlflow_run_id(self, run_id: str, trial_name: str) -> None:
+        write_json_atomic(self.meta_file, {"mlflow_run_id": run_id, "trial_name": trial_name})
+
+    def append_history(self, step: int, terms: Mapping[str, float], split: str) -> None:
+        """One JSON line per report: the trial's own record of its term histories."""
+        with self.history_file.open("a") as out:
+            out.write(json.dumps({"step": step, "split": split, "terms": dict(terms)}) + "\n")
+
+    def history(self) -> Iterator[dict[str, Any]]:
+        """The lines of ``history.jsonl`` (a line cut short by a kill mid-write is skipped)."""
+        if not self.history_file.exists():
+            return
+        lines = self.history_file.read_text().splitlines()
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    return  # the last line, cut short by a kill: nothing after it
+                raise RecordError(f"{self.history_file}: line {number} is not JSON") from None
+
+    def last_step(self) -> int:
+        steps = [int(entry["step"]) for entry in self.history() if entry.get("split") == "train"]
+        return steps[-1] if steps else 0
+
+
+class StudyFolder:
+    """A study folder: its paths, trials and records (see the module docstring)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    spec_yaml = property(lambda self: self.root / SPEC_YAML)
+    spec_json = property(lambda self: self.root / SPEC_JSON)
+    study_run = property(lambda self: self.root / STUDY_RUN)
+    mlflow_db = property(lambda self: self.root / MLFLOW_DB)
+    mlflow_artifacts = property(lambda self: self.root / MLFLOW_ARTIFACTS)
+    optuna_db = property(lambda self: self.root / OPTUNA_DB)
+    results = property(lambda self: self.root / RESULTS_FILE)
+    history = property(lambda self: self.root / HISTORY_PARQUET)
+    pareto = property(lambda self: self.root / PARETO_PNG)
+    report = property(lambda self: self.root / REPORT_FILE)
+    ray = property(lambda self: self.root / RAY_DIR)
+    trials_dir = property(lambda self: self.root / TRIALS_DIR)
+    packs_dir = property(lambda self: self.root / PACKS_DIR)
+
+    def is_used(self) -> bool:
+        return self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir()))
+
+    def trial(self, trial_id: str) -> TrialFolder:
+        return TrialFolder(self.trials_dir / trial_id)
+
+    def trials(self) -> list[TrialFolder]:
+        """Every trial folder, in trial-id order."""
+        if not self.trials_dir.is_dir():
+            return []
+        return [TrialFolder(p) for p in sorted(self.trials_dir.iterdir()) if p.is_dir()]
+
+    def records(self) -> list[TrialRecord]:
+        """The records of every ended trial, in trial-id order."""
+        return [r for r in (t.read_record() for t in self.trials()) if r is not None]
+
+    def run_dir(self, pack_id: str, size: int) -> Path:
+        """Where a Ray trial keeps its checkpoint: its trial's folder for a pack of one, else ``packs/<id>``."""
+        return self.trials_dir / pack_id if size == 1 else self.packs_dir / pack_id
+
+    def read_spec(self) -> dict[str, Any]:
+        if not self.spec_json.is_file():
+            raise RecordError(f"{self.root}: not a study folder (no {SPEC_JSON} inside)")
+        data = read_json(self.spec_json)
+        if not isinstance(data, dict):
+            raise RecordError(f"{self.spec_json}: expected a JSON object")
+        return data
+
+
+def member_id(pack_id: str, index: int, size: int) -> str:
+    """The trial id of member ``index`` of a pack: the pack's own id for a pack of one."""
+    return pack_id if size == 1 else f"{pack_id}-m{index}"
+
+
+# -- checkpoints --------------------------------------------------------------------------
+
+
+def replace_dir(source: Path, target: Path) -> None:
+    """Put ``source`` at ``target`` so that a reader sees the old or the new folder, whole."""
+    old = target.with_name(target.name + ".old")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(source, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    """The checkpoint of a Ray trial; the ``.old`` one if a kill fell between the two renames."""
+    own = run_dir / CHECKPOINT_DIR
+    old = own.with_name(CHECKPOINT_DIR + ".old")
+    return old if not own.is_dir() and old.is_dir() else own
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """The step of the checkpoint in ``folder`` (None: none there, or unreadable)."""
+    meta = folder / CHECKPOINT_META
+    if not (meta.exists() and (folder / CHECKPOINT_STATE).exists()):
+        return None
+    try:
+        return int(read_json(meta)["step"])
+    except (RecordError, KeyError, TypeError, ValueError):
+        return None

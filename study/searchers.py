@@ -1,0 +1,296 @@
+"""Where a study's trials come from: one Tune searcher over packs of members, fed by a source.
+
+Every Ray trial trains a **pack**: a list of one or more members, each a trial of the
+study (its own folder, MLflow run, parquet row and, in Optuna studies, Optuna trial).
+A suggestion is ``{"pack_id": id or None, "members": [member, ...]}`` and a member is
+``{"point": {...}, "optuna": {...}}`` (``point``: ``variant``, ``seed`` and
+``<weight>.<param>`` values; ``optuna``: its Optuna trial's ``number``, ``params`` and
+``distributions``), with ``trial_id`` when a resumed study re-runs it under its own id.
+
+:class:`PackSearcher` is the study's one Tune searcher.  It suggests queued packs
+first (the interrupted packs of a resumed study, as they were), then asks its source
+for members, ``size`` at a time and one variant per pack, and tells the source each
+member's outcome from the pack's reports (``members/<k>/status`` and values, which
+Tune flattens from the ``members`` mapping a pack reports), not from files.  Sources:
+:class:`GridSource` (a list of points) and :class:`OptunaSource` (an Optuna study
+asked with the spec's define-by-run space).  Each has ``get_state``/``set_state``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from study.folder import TrialPlan, TrialStatus, member_id
+from study.space import DefineByRun, make_sampler, strip_variant_prefix
+from study.spec import StudySpec
+
+#: Keys of a pack's config (the Ray trial's config).
+PACK_ID, MEMBERS = "pack_id", "members"
+
+#: The Optuna state of each ended status: only a completed trial has values.
+OPTUNA_STATES = {
+    TrialStatus.COMPLETED: TrialState.COMPLETE,
+    TrialStatus.FAILED: TrialState.FAIL,
+    TrialStatus.ERROR: TrialState.FAIL,
+    TrialStatus.PRUNED: TrialState.PRUNED,
+}
+
+
+def pack_plans(config: Mapping[str, Any], ray_trial_id: str) -> list[TrialPlan]:
+    """The members of the pack a Ray trial was given, as trial plans with their ids."""
+    members = config[MEMBERS]
+    pack_id = config.get(PACK_ID) or ray_trial_id
+    size = len(members)
+    return [
+        TrialPlan(
+            trial_id=member.get("trial_id") or member_id(pack_id, index, size),
+            point=dict(member["point"]),
+            pack_id=pack_id,
+            member=index,
+            pack_size=size,
+            optuna=member.get("optuna"),
+        )
+        for index, member in enumerate(members)
+    ]
+
+
+def plan_member(plan: TrialPlan) -> dict[str, Any]:
+    """A plan as a member of a queued pack (it keeps its trial id)."""
+    member: dict[str, Any] = {"point": plan.point, "trial_id": plan.trial_id}
+    if plan.optuna is not None:
+        member["optuna"] = plan.optuna
+    return member
+
+
+def member_outcome(status: TrialStatus, values: Mapping[str, float] | None) -> dict[str, Any]:
+    """What a pack reports of an ended member (under ``members/<k>``)."""
+    return {"status": str(status), **(values or {})}
+
+
+class Source(Protocol):
+    def ask(self) -> dict[str, Any] | None:
+        """The next member, or None when the source has no more."""
+
+    def tell(self, member: Mapping[str, Any], status: TrialStatus, values: Mapping[str, float] | None) -> None: ...
+    def get_state(self) -> dict[str, Any]: ...
+    def set_state(self, state: dict[str, Any]) -> None: ...
+
+
+class GridSource:
+    """The points of a grid study, in order (Locatello et al. 2019: every combination × every seed)."""
+
+    def __init__(self, points: Iterable[Mapping[str, Any]]) -> None:
+        self.points = [dict(p) for p in points]
+        self.next = 0
+
+    def ask(self) -> dict[str, Any] | None:
+        if self.next >= len(self.points):
+            return None
+        self.next += 1
+        return {"point": self.points[self.next - 1]}
+
+    def tell(self, member: Mapping[str, Any], status: TrialStatus, values: Mapping[str, float] | None) -> None:
+        pass
+
+    def get_state(self) -> dict[str, Any]:
+        return {"points": self.points, "next": self.next}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.points, self.next = state["points"], state["next"]
+
+
+class OptunaSource:
+    """Asks an Optuna study for members with the spec's define-by-run space and tells it their outcomes.
+
+    At most ``budget`` members are asked for.  A member is told once: completed with
+    its objective values, failed or crashed as FAIL, stopped early as PRUNED, never
+    COMPLETE without its final values.  Each member carries the token of the source
+    that asked it; a member from before a resume (another token) is told by its trial
+    number where the storage persists, and otherwise added to the (in-memory, hence
+    new) study with its params and distributions.
+    """
+
+    def __init__(self, spec: StudySpec, study: optuna.Study, budget: int, persistent: bool) -> None:
+        self.space = DefineByRun(spec)
+        self.objectives = [o.name for o in spec.objectives]
+        self.study, self.budget, self.persistent = study, budget, persistent
+        self.token = uuid.uuid4().hex
+        self.asked = 0
+        self.added: set[tuple[str, int]] = set()  # (token, number) of members added to an in-memory study
+
+    def ask(self) -> dict[str, Any] | None:
+        if self.asked >= self.budget:
+            return None
+        trial = self.study.ask()
+        fixed = self.space(trial)
+        self.asked += 1
+        info = {
+            "number": trial.number,
+            "asked_by": self.token,
+            "params": dict(trial.params),
+            "distributions": {k: optuna.distributions.distribution_to_json(v) for k, v in trial.distributions.items()},
+        }
+        return {"point": strip_variant_prefix({**trial.params, **fixed}), "optuna": info}
+
+    def tell(self, member: Mapping[str, Any], status: TrialStatus, values: Mapping[str, float] | None) -> None:
+        info = member.get("optuna")
+        if not info:
+            return
+        state = OPTUNA_STATES[status]
+        objective_values = None
+        if state == TrialState.COMPLETE:
+            if values is None or any(name not in values for name in self.objectives):
+                state = TrialState.FAIL  # a completed trial without its objectives cannot rank
+            else:
+                objective_values = [float(values[name]) for name in self.objectives]
+        if self.persistent or info.get("asked_by") == self.token:
+            # Telling a trial that already ended (told before a driver died) changes nothing.
+            self.study.tell(info["number"], objective_values, state=state, skip_if_finished=True)
+            return
+        key = (str(info.get("asked_by")), int(info["number"]))
+        if key in self.added:
+            return
+        self.added.add(key)
+        self.study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                values=objective_values,
+                params=info["params"],
+                distributions={
+                    k: optuna.distributions.json_to_distribution(v) for k, v in info["distributions"].items()
+                },
+            )
+        )
+
+    def fail_orphans(self, waiting: set[int]) -> None:
+        """Tell FAIL to trials a persistent storage shows RUNNING that no member will finish
+        (asked, but the driver died before their pack started); ``waiting``: numbers of
+        interrupted members, told when their pack ends."""
+        if not self.persistent:
+            return
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number not in waiting:
+                self.study.tell(trial.number, state=TrialState.FAIL)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"asked": self.asked, "budget": self.budget, "token": self.token, "added": sorted(self.added)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.asked, self.budget, self.token = state["asked"], state["budget"], state["token"]
+        self.added = {tuple(key) for key in state["added"]}  # type: ignore[misc]
+
+
+def _variant(member: Mapping[str, Any]) -> str:
+    return str(member["point"]["variant"])
+
+
+class PackSearcher(Searcher):
+    """The study's Tune searcher; see the module docstring."""
+
+    def __init__(self, source: Source, size: int, queued: Iterable[Mapping[str, Any]] = ()) -> None:
+        super().__init__(metric=None, mode=None)
+        self.source, self.size = source, size
+        self.queued = [dict(pack) for pack in queued]
+        self.waiting: dict[str, list[dict[str, Any]]] = {}  # asked, by variant, for a later pack
+        self.live: dict[str, list[dict[str, Any]]] = {}  # Ray trial id -> its members
+        self.outcomes: dict[str, dict[int, dict[str, Any]]] = {}  # Ray trial id -> member -> outcome
+
+    def set_search_properties(self, metric: Any, mode: Any, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.queued:
+            pack = self.queued.pop(0)
+        else:
+            members = self._next_members()
+            if not members:
+                return Searcher.FINISHED
+            pack = {PACK_ID: None, MEMBERS: members}
+        self.live[trial_id] = pack[MEMBERS]
+        return pack
+
+    def _next_members(self) -> list[dict[str, Any]]:
+        variant = next(iter(self.waiting), None)
+        members = self.waiting.pop(variant) if variant is not None else []
+        while len(members) < self.size:
+            member = self.source.ask()
+            if member is None:
+                break
+            variant = variant or _variant(member)
+            if _variant(member) == variant:
+                members.append(member)
+            else:
+                self.waiting.setdefault(_variant(member), []).append(member)
+        if len(members) > self.size:  # a waiting group grew past a pack
+            self.waiting[variant] = members[self.size :]  # type: ignore[index]
+            members = members[: self.size]
+        return members
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        self._note(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if result:
+            self._note(trial_id, result)
+        seen = self.outcomes.pop(trial_id, {})
+        # A member without a reported end: the pack crashed (error) or was stopped early.
+        unreported = member_outcome(TrialStatus.ERROR if error else TrialStatus.PRUNED, None)
+        for index, member in enumerate(self.live.pop(trial_id, [])):
+            outcome = dict(seen.get(index, unreported))
+            status = TrialStatus(outcome.pop("status"))
+            self.source.tell(member, status, outcome)
+
+    def _note(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        """Collect ``members/<k>/<name>`` values of ended members from a (flattened) report."""
+        for key, value in result.items():
+            if not key.startswith(MEMBERS + "/"):
+                continue
+            parts = key.split("/", 2)
+            if len(parts) == 3 and parts[1].isdigit():
+                self.outcomes.setdefault(trial_id, {}).setdefault(int(parts[1]), {})[parts[2]] = value
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "queued": self.queued,
+            "waiting": self.waiting,
+            "live": self.live,
+            "outcomes": self.outcomes,
+            "size": self.size,
+            "source": self.source.get_state(),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.queued, self.waiting, self.live = state["queued"], state["waiting"], state["live"]
+        self.outcomes, self.size = state["outcomes"], state["size"]
+        self.source.set_state(state["source"])
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as out:
+            pickle.dump(self.get_state(), out)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as source:
+            self.set_state(pickle.load(source))
+
+
+def optuna_study(spec: StudySpec, storage: optuna.storages.BaseStorage | None, seed_offset: int = 0) -> optuna.Study:
+    """The spec's Optuna study (created, or loaded from a persistent storage), named after the spec.
+
+    ``seed_offset`` (members already asked, on resume) keeps a restarted sampler from
+    suggesting the same sequence again.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial belongs to the run log, not Optuna
+    return optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=make_sampler(spec, seed_offset),
+        directions=["minimize" if o.mode == "min" else "maximize" for o in spec.objectives],
+        load_if_exists=True,
+    )
