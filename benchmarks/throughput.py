@@ -98,7 +98,7 @@ def matmul_peak(device: str, precision: str) -> float:
 def child(k: int, mode: str, steps: int, batch_size: int, device: str, threads: int) -> None:
     import torch
 
-    from trainers.pack import NullPackReporter, train_pack
+    from trainers.pack import NullMemberReporter, train_pack
     from trainers.train import NullReporter, train
 
     if threads:
@@ -111,7 +111,7 @@ def child(k: int, mode: str, steps: int, batch_size: int, device: str, threads: 
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
 
-    class Clock(NullPackReporter, NullReporter):
+    class Clock(NullMemberReporter, NullReporter):
         def on_terms(self, step, terms):  # the report's .tolist() has synchronised already
             stamp()
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 
+from study.folder import TrialFolder, TrialRecord, TrialStatus
 from study.tracking import TrialTracker, default_tracking_uri, open_study_run
-from study.trial import TrialReporter
+from study.trial import PackReporter
 from trainers.config import EvalConfig, TrainConfig
-from trainers.train import NullReporter, train
+from trainers.members import NullMemberReporter, train_members
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(1)
     config = TrainConfig(
         variant="beta_vae", steps=args.steps, batch_size=64, precision="bf16", num_threads=1,
-        log_every=args.log_every, eval=EvalConfig(recon_points=256, mig_points=1000),
+        log_every=args.log_every, eval=EvalConfig(recon_points=256, metric_options={"mig": {"num_points": 1000}}),
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -44,17 +45,18 @@ def main() -> None:
         spec.write_text("name: overhead\n")
         study = open_study_run(default_tracking_uri(root), "overhead", root / "artifacts", {}, spec)
         times: dict[str, list[float]] = {"untracked": [], "tracked": []}
-        train(TrainConfig(**{**config.__dict__, "steps": 20}), NullReporter())  # warm-up
+        train_members([TrainConfig(**{**config.__dict__, "steps": 20})], NullMemberReporter())  # warm-up
         for repeat in range(args.repeats):
             began = time.perf_counter()
-            train(config, NullReporter())
+            train_members([config], NullMemberReporter())
             times["untracked"].append(time.perf_counter() - began)
 
             began = time.perf_counter()
             tracker = TrialTracker(study, f"trial-{repeat}", {}, {"beta.value": 4.0}, flush_every=args.flush_every)
-            reporter = TrialReporter(tracker, root / f"history-{repeat}.jsonl")
-            train(config, reporter)
-            tracker.close("FINISHED")
+            member = TrialFolder(root / "trials" / f"trial-{repeat}").create()
+            record = TrialRecord(trial_id=member.trial_id, status=TrialStatus.RUNNING)
+            # The study's reporter: MLflow, history.jsonl, and the record (the run closes at the end).
+            train_members([config], PackReporter([tracker], [record], [member], member.path, objectives=[]))
             times["tracked"].append(time.perf_counter() - began)
     base, tracked = statistics.median(times["untracked"]), statistics.median(times["tracked"])
     print(f"{args.steps} steps, batch 64, bf16, 1 thread, log_every {args.log_every}, flush_every {args.flush_every}")

@@ -8,19 +8,21 @@ names the field, e.g. ``weights.beta.end.low: must be >= 0, got -1``.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from trainers.config import EvalConfig, TrainConfig
+from trainers.config import EvalConfig, TrainConfig, TrainingOptions
 from trainers.data import DATASETS, DataFileError, make_dataset
 from trainers.metrics import METRICS
 from trainers.models import KERNEL_CHOICES
 from trainers.objectives import OBJECTIVES, make_objective, variant_term_names
-from trainers.objectives.gaussian import ESTIMATORS
 from trainers.schedules import FAMILIES, Schedule, ScheduleError
 
 
@@ -99,32 +101,45 @@ class ModelSpec(_Model):
     kernels: Literal[KERNEL_CHOICES] = "code"  # type: ignore[valid-type]
 
 
-class TrainingSpec(_Model):
-    steps: int = Field(1000, ge=1)
-    batch_size: int = Field(64, ge=2)
-    lr: float = Field(1e-4, gt=0)
-    precision: Literal["fp32", "bf16"] = "fp32"
-    device: str = "auto"
-    estimator: Literal[("auto", *ESTIMATORS)] = "auto"  # type: ignore[valid-type]
-    log_every: int = Field(10, ge=1)
-    checkpoint_every: int = Field(0, ge=0)
+def _refuse_bools_for_numbers(cls: type, data: Any) -> Any:
+    """pydantic would read ``steps: true`` as 1; a yes/no where a number belongs is a mistake."""
+    if isinstance(data, dict):
+        for f in dataclasses.fields(cls):
+            if isinstance(data.get(f.name), bool) and not isinstance(f.default, bool):
+                raise ValueError(f"{f.name}: must be a number, got {str(data[f.name]).lower()}")
+    return data
+
+
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
+class TrainingSpec(TrainingOptions):
+    """The ``training`` section: :class:`trainers.config.TrainingOptions` (declared and checked
+    there) plus how the study packs its trials."""
+
     #: Members trained together in one trial (trainers.pack): stacked parameters, one
     #: step for all, each member its own Optuna trial, MLflow run and parquet row.
     #: ``auto``: 1 on CPU; on GPUs, as many as the trial's GPU memory holds (up to 64).
     pack_size: int | Literal["auto"] = "auto"
-    #: ``torch.compile`` the networks (a pack compiles its whole forward step).
-    compile: bool = False
+
+    _no_bools = model_validator(mode="before")(_refuse_bools_for_numbers)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.pack_size, int) and not 1 <= self.pack_size <= 4096:
+            raise ValueError(f"pack_size: must be >= 1 or auto, got {self.pack_size}")
 
 
-class EvaluationSpec(_Model):
-    seed: int = Field(0, ge=0)
-    recon_points: int = Field(2048, ge=2)
-    mig_points: int = Field(10_000, ge=2)
-    mig_bins: int = Field(20, ge=2)
-    #: Inputs encoded into each trial's ``codes.npz`` for UDR (Duan et al. 2020).
-    udr_points: int = Field(1000, ge=2)
-    #: Metrics computed at the end of every trial (see trainers.metrics.METRICS).
-    metrics: list[str] = Field(default_factory=lambda: ["mig"])
+#: Fields of ``evaluation`` that earlier versions had, and what replaced them.
+REPLACED_EVALUATION_FIELDS = {
+    "mig_points": "evaluation.metric_options: {mig: {num_points: N}}",
+    "mig_bins": "evaluation.metric_options: {mig: {num_bins: N}}",
+}
+
+
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
+class EvaluationSpec(EvalConfig):
+    """The ``evaluation`` section: :class:`trainers.config.EvalConfig`, declared and checked there."""
+
+    _no_bools = model_validator(mode="before")(_refuse_bools_for_numbers)
 
 
 class ObjectiveSpec(_Model):
@@ -217,8 +232,8 @@ class StudySpec(_Model):
     dataset: str = "dsprites"
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     model: ModelSpec = ModelSpec()
-    training: TrainingSpec = TrainingSpec()
-    evaluation: EvaluationSpec = EvaluationSpec()
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     weights: dict[str, WeightSpec] = Field(default_factory=dict)
     objectives: list[ObjectiveSpec] = Field(min_length=1)
@@ -228,6 +243,16 @@ class StudySpec(_Model):
     storage: StorageSpec = StorageSpec()
 
     _shorthand = model_validator(mode="before")(_expand_weight_shorthand)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_replaced_fields(cls, data: Any) -> Any:
+        evaluation = data.get("evaluation") if isinstance(data, dict) else None
+        if isinstance(evaluation, dict):
+            for name, replacement in REPLACED_EVALUATION_FIELDS.items():
+                if name in evaluation:
+                    raise ValueError(f"evaluation.{name}: replaced by {replacement}")
+        return data
 
     def variant_specs(self) -> dict[str, VariantSpec]:
         """Every variant of the study with its weights and options."""
@@ -277,8 +302,8 @@ class StudySpec(_Model):
                 elif param in weight.params and not isinstance(weight.params[param], Range):
                     config[param] = weight.params[param]
             weights[name] = config
-        t = self.training
-        return TrainConfig(
+        return TrainConfig.from_options(
+            self.training,
             variant=variant,
             variant_options=dict(chosen.options),
             weights=weights,
@@ -286,18 +311,9 @@ class StudySpec(_Model):
             dataset_options=dict(self.dataset_options),
             latent_dim=self.model.latent_dim,
             kernels=self.model.kernels,
-            estimator=t.estimator,
-            steps=t.steps,
-            batch_size=t.batch_size,
-            lr=t.lr,
             seed=seed,
-            device=t.device,
-            precision=t.precision,
-            compile=t.compile,
             num_threads=max(1, int(self.resources.cpus)),
-            log_every=t.log_every,
-            checkpoint_every=t.checkpoint_every,
-            eval=EvalConfig(**self.evaluation.model_dump()),
+            eval=EvalConfig(**dataclasses.asdict(self.evaluation)),
         )
 
 
@@ -326,6 +342,16 @@ def auto_pack_size(gpus: float, batch_size: int, gpu_bytes: int | None = None) -
 
 def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "<spec>"
+
+
+def _error_line(error: Any) -> str:
+    """``field: problem`` for one pydantic error; a dataclass's own check names its field in the message."""
+    where, message = _loc(error["loc"]), str(error["msg"])
+    if error["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+        if re.match(r"^[a-z_][a-z0-9_.]*: ", message):
+            return message if where == "<spec>" or message.startswith(where + ".") else f"{where}.{message}"
+    return f"{where}: {message}"
 
 
 def check_spec(spec: StudySpec) -> None:
@@ -359,9 +385,6 @@ def check_spec(spec: StudySpec) -> None:
         except (ValueError, TypeError):
             term_sets.append(set())
     terms = set.intersection(*term_sets) if term_sets else set()
-    unknown_metrics = [m for m in spec.evaluation.metrics if m not in METRICS]
-    for name in unknown_metrics:
-        problems.append(f"evaluation.metrics: unknown metric {name!r}; known: {', '.join(METRICS)}")
     metric_values = {v for m in spec.evaluation.metrics if m in METRICS for v in METRICS[m].values}
     produced = terms | metric_values
     seen: set[str] = set()
@@ -374,17 +397,9 @@ def check_spec(spec: StudySpec) -> None:
         if target.name in seen:
             problems.append(f"objectives.{i}.name: {target.name!r} named twice")
         seen.add(target.name)
-    if spec.training.checkpoint_every % spec.training.log_every:
-        problems.append(
-            f"training.checkpoint_every: must be 0 or a multiple of training.log_every ({spec.training.log_every})"
-        )
-    if spec.training.device not in ("auto", "cpu", "cuda") and not spec.training.device.startswith("cuda:"):
-        problems.append(f"training.device: must be auto, cpu, cuda or cuda:N, got {spec.training.device!r}")
     if any(seed < 0 for seed in spec.seeds):
         problems.append("seeds: must be >= 0")
     pack_size = spec.training.pack_size
-    if isinstance(pack_size, int) and pack_size < 1:
-        problems.append(f"training.pack_size: must be >= 1 or auto, got {pack_size}")
     if isinstance(pack_size, int) and pack_size > 1:
         for variant in spec.variant_specs():
             if not OBJECTIVES[variant].packable:
@@ -529,7 +544,7 @@ def parse_spec(data: Any, source: str = "<spec>") -> StudySpec:
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as error:
-        lines = [f"{_loc(e['loc'])}: {e['msg']}" for e in error.errors()]
+        lines = [_error_line(e) for e in error.errors()]
         raise SpecError(f"{source}: invalid study spec\n" + "\n".join(lines)) from None
     try:
         check_spec(spec)

@@ -52,7 +52,9 @@ def study_status(study_dir: Path) -> StudyStatus:
         if values:
             pick = min if objective.mode == "min" else max
             status.best[objective.name] = pick(values, key=lambda item: item[0])
-    durations = [r.finished_at - r.started_at for r in completed if r.started_at and r.finished_at]
+    durations = [
+        r.finished_at - r.started_at for r in completed if r.started_at is not None and r.finished_at is not None
+    ]
     if durations:
         mean = sum(durations) / len(durations)
         left = status.pending + sum(1 - step / spec.training.steps for step in running.values())

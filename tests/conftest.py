@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from scaffold import Cli, StudyRuns, tiny_spec
 
 # Tests run on the CPU with few threads: the suite must fit 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -127,3 +128,21 @@ def restartable_mlflow_server(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture()
+def cli(tmp_path) -> Cli:
+    """``vae-study`` as a user runs it, in the test's folder (see ``scaffold.Cli``)."""
+    return Cli(tmp_path)
+
+
+@pytest.fixture()
+def make_spec():
+    """The tiny spec factory (``scaffold.tiny_spec``): ``make_spec(training={"steps": 40})``."""
+    return tiny_spec
+
+
+@pytest.fixture()
+def mlflow_runs():
+    """The MLflow recorder: ``mlflow_runs(study_dir)`` gives a study's parent and nested runs."""
+    return StudyRuns.of

@@ -120,7 +120,7 @@ def test_shapes3d_in_the_upstream_layout_and_training_on_it(tmp_path):
     np.testing.assert_allclose(x.permute(0, 2, 3, 1).numpy(), images[[95, 1]] / 255.0, rtol=1e-6)
     config = TrainConfig(
         variant="beta_vae", dataset="shapes3d", dataset_options={"path": str(path)}, latent_dim=4, steps=3,
-        batch_size=8, num_threads=1, eval=EvalConfig(recon_points=8, mig_points=50),
+        batch_size=8, num_threads=1, eval=EvalConfig(recon_points=8, metric_options={"mig": {"num_points": 50}}),
     )  # fmt: skip
     result = train(config, NullReporter())
     assert np.isfinite(result.terms["recon"]) and "mig" in result.metrics

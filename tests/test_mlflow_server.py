@@ -24,7 +24,7 @@ def served_study(mlflow_server, tmp_path_factory):
         "variant": "beta_vae",
         "model": {"latent_dim": 4},
         "training": {"steps": 20, "batch_size": 16, "lr": 1e-3, "log_every": 5},
-        "evaluation": {"recon_points": 64, "mig_points": 500},
+        "evaluation": {"recon_points": 64, "metric_options": {"mig": {"num_points": 500}}},
         "weights": {"beta": {"schedule": "constant", "value": {"low": 1, "high": 4}}},
         "objectives": [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}],
         "search": {"num_trials": 2, "max_concurrent": 2},

@@ -3,8 +3,10 @@
 import optuna
 import pytest
 
-from study.runner import FinalResultOptunaSearch
-from study.space import DefineByRun, make_sampler, storage_url
+from ray.tune.search import Searcher
+
+from study.searchers import OptunaSource, PackSearcher, optuna_study
+from study.space import storage_url
 from study.spec import SpecError, parse_spec
 
 SPEC = {
@@ -16,25 +18,22 @@ SPEC = {
 
 
 def _drive_searcher(url: str) -> None:
-    """Tell the searcher what Tune would: one trial completes, one reports a checkpoint then fails."""
+    """Tell the searcher what Tune would: one trial completes, one crashes, one is stopped early."""
     spec = parse_spec({**SPEC, "search": {"storage": url}})
-    searcher = FinalResultOptunaSearch(
-        space=DefineByRun(spec),
-        metric=["recon", "mig"],
-        mode=["min", "max"],
-        sampler=make_sampler(spec),
-        study_name=spec.name,
-        storage=optuna.storages.RDBStorage(url),
-    )
-    first = searcher.suggest("t1")
+    study = optuna_study(spec, optuna.storages.RDBStorage(url))
+    searcher = PackSearcher(OptunaSource(spec, study, budget=3, persistent=True), size=1)
+    first = searcher.suggest("t1")["members"][0]["point"]
     assert 1 <= first["beta.value"] <= 8 and first["variant"] == "beta_vae"
-    searcher.on_trial_result("t1", {"step": 10, "recon": 200.0})  # a checkpoint report: no metric yet
-    searcher.on_trial_complete("t1", {"recon": 150.0, "mig": 0.2, "final": 1})
+    searcher.on_trial_result("t1", {"step": 10, "recon": 200.0})  # a checkpoint report: no outcome yet
+    searcher.on_trial_complete(
+        "t1", {"members/0/status": "completed", "members/0/recon": 150.0, "members/0/mig": 0.2, "final": 1}
+    )
     searcher.suggest("t2")
     searcher.on_trial_complete("t2", error=True)
     # Ended on an intermediate report (a scheduler stopped it): pruned, never complete.
     searcher.suggest("t3")
-    searcher.on_trial_complete("t3", {"step": 50, "recon": 180.0, "mig": 0.1, "final": 0})
+    searcher.on_trial_complete("t3", {"step": 50, "recon": 180.0, "final": 0})
+    assert searcher.suggest("t4") == Searcher.FINISHED  # the budget is spent
 
 
 def test_searcher_history_persists_in_sqlite(tmp_path):

@@ -8,7 +8,7 @@ import torch
 from trainers.checkpoint import load_checkpoint, save_checkpoint
 from trainers.config import EvalConfig, TrainConfig
 from trainers.objectives import make_objective
-from trainers.pack import NullPackReporter, check_pack, train_pack
+from trainers.pack import NullMemberReporter, check_pack, train_pack
 from trainers.train import NullReporter, TrainingDiverged, train
 
 # Float reassociation of batched (grouped) kernels only; a wrong stream or a
@@ -46,7 +46,7 @@ class Recorder(NullReporter):
         self.states[step] = state
 
 
-class PackRecorder(NullPackReporter):
+class PackRecorder(NullMemberReporter):
     def __init__(self) -> None:
         self.terms: list[list] = []
         self.states: dict[int, dict] = {}
@@ -150,7 +150,7 @@ def test_a_resumed_pack_continues_exactly(tmp_path):
 
 def test_members_write_unpacked_artifacts(tmp_path):
     configs = [_config(seed) for seed in range(2)]
-    train_pack(configs, NullPackReporter(), output_dirs=[tmp_path / "a", tmp_path / "b"])
+    train_pack(configs, NullMemberReporter(), output_dirs=[tmp_path / "a", tmp_path / "b"])
     # Member b's checkpoint is an unpacked trial's: it loads into the unpacked model.
     state = load_checkpoint(tmp_path / "b" / "model.pt")
     model = make_objective("beta_vae", {}, 2).build_model(10, 1, "code")
@@ -165,23 +165,23 @@ def test_what_cannot_share_a_pack_is_named():
     with pytest.raises(ValueError, match=r"pack member 1: variant"):
         check_pack([_config(0), _config(1, variant="vae")])
     with pytest.raises(ValueError, match=r"variant 'factor_vae' cannot be packed"):
-        train_pack([_config(0, variant="factor_vae"), _config(1, variant="factor_vae")], NullPackReporter())
+        train_pack([_config(0, variant="factor_vae"), _config(1, variant="factor_vae")], NullMemberReporter())
     with pytest.raises(ValueError, match="checkpoint member 1 was written for seed=1"):
         state = {}
 
-        class Keep(NullPackReporter):
+        class Keep(NullMemberReporter):
             def on_checkpoint(self, step, s):
                 state.update(s)
 
         train_pack([_config(0), _config(1)], Keep())
-        train_pack([_config(0), _config(2)], NullPackReporter(), resume=state)
+        train_pack([_config(0), _config(2)], NullMemberReporter(), resume=state)
 
 
 def test_bf16_packs_keep_the_terms_near_float32():
     configs = [_config(seed, steps=10, checkpoint_every=0) for seed in range(2)]
-    fp32 = train_pack(configs, NullPackReporter())
+    fp32 = train_pack(configs, NullMemberReporter())
     bf16 = train_pack(
-        [_config(s, steps=10, checkpoint_every=0, precision="bf16") for s in range(2)], NullPackReporter()
+        [_config(s, steps=10, checkpoint_every=0, precision="bf16") for s in range(2)], NullMemberReporter()
     )
     for a, b in zip(fp32, bf16, strict=True):
         assert b.terms["recon"] == pytest.approx(a.terms["recon"], rel=0.02)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from study.export import export_results
-from study.trial import write_json_atomic
+from study.folder import write_json_atomic
 
 
 def _study(tmp_path, n=24):

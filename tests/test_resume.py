@@ -22,7 +22,7 @@ SPEC = {
     "variant": "beta_vae",
     "model": {"latent_dim": 4},
     "training": {"steps": 600, "batch_size": 16, "lr": 1e-3, "log_every": 10, "checkpoint_every": 50},
-    "evaluation": {"recon_points": 64, "mig_points": 500},
+    "evaluation": {"recon_points": 64, "metric_options": {"mig": {"num_points": 500}}},
     "seeds": [0, 1],
     "weights": {"beta": {"schedule": "constant", "value": {"low": 0.5, "high": 8, "log": True}}},
     "objectives": [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}],

@@ -56,7 +56,7 @@ def test_checkpoints_and_experiment_state_go_to_the_bucket(s3_endpoint, tmp_path
         "variant": "beta_vae",
         "model": {"latent_dim": 4},
         "training": {"steps": 40, "batch_size": 16, "lr": 1e-3, "log_every": 10, "checkpoint_every": 20},
-        "evaluation": {"recon_points": 64, "mig_points": 500},
+        "evaluation": {"recon_points": 64, "metric_options": {"mig": {"num_points": 500}}},
         "weights": {"beta": {"schedule": "constant", "value": {"low": 1, "high": 4}}},
         "objectives": [{"name": "recon", "mode": "min"}],
         "search": {"num_trials": 2, "max_concurrent": 2},

@@ -137,6 +137,6 @@ def test_every_example_trains_as_written(path):
         params = {k: v for k, v in config.items() if k not in ("seed", "variant")}
         train_config = spec.train_config(params, config["seed"], config["variant"])
         train_config.steps, train_config.batch_size, train_config.checkpoint_every = 3, 8, 0
-        train_config.eval = EvalConfig(recon_points=8, mig_points=200)
+        train_config.eval = EvalConfig(recon_points=8, metric_options={"mig": {"num_points": 200}})
         result = train(train_config, NullReporter())
         assert set(spec_objective.name for spec_objective in spec.objectives) <= {*result.terms, *result.metrics}

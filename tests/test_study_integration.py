@@ -22,7 +22,7 @@ TINY = {
     "variant": "beta_vae",
     "model": {"latent_dim": 4},
     "training": {"steps": 20, "batch_size": 16, "lr": 1e-3, "log_every": 5, "checkpoint_every": 10},
-    "evaluation": {"recon_points": 64, "mig_points": 500},
+    "evaluation": {"recon_points": 64, "metric_options": {"mig": {"num_points": 500}}},
     "seeds": [0, 1],
     "weights": {
         "beta": {

@@ -7,9 +7,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from study.cli import main
+from study.folder import SPILL_FILE
 from study.tracking import (
     MAX_METRICS_PER_BATCH,
-    SPILL_FILE,
     StudyRun,
     TrialTracker,
     open_study_run,

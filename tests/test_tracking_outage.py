@@ -6,7 +6,8 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study.tracking import SPILL_FILE, TrialTracker, open_study_run, replay_spill
+from study.folder import SPILL_FILE
+from study.tracking import TrialTracker, open_study_run, replay_spill
 
 pytestmark = pytest.mark.integration
 

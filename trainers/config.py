@@ -1,4 +1,11 @@
-"""Configuration of one training run (plain dataclasses: trainers/ depends on torch and numpy only)."""
+"""Configuration of one training run (stdlib dataclasses: trainers/ depends on torch and numpy only).
+
+Each dataclass checks itself when it is made (``__post_init__``) and raises
+``ValueError("<field>: <problem>")``; this is the only place these fields are
+checked.  The study spec validates its ``training`` and ``evaluation`` sections
+into :class:`TrainingOptions` and :class:`EvalConfig` (through pydantic), so a bad
+value reaches the user as ``training.steps: must be >= 1, got 0``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,64 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from trainers.metrics import METRICS
+from trainers.models import KERNEL_CHOICES
+from trainers.objectives.gaussian import ESTIMATORS
 from trainers.precision import PRECISIONS
 
 DEVICES = ("auto", "cpu", "cuda")
+
+#: Upper bounds that catch a typo (10**12 steps) before it becomes a run that never ends.
+MAX_STEPS, MAX_BATCH, MAX_POINTS, MAX_LR = 10**9, 2**16, 10**7, 1e3
+
+
+def _check_int(owner: Any, name: str, low: int, high: int) -> None:
+    value = getattr(owner, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name}: must be in [{low}, {high}], got {value}")
+
+
+@dataclass
+class TrainingOptions:
+    """How a model trains: every field of the spec's ``training`` section but the study's packing."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    #: Adam as in disentanglement_lib: lr 1e-4, betas (0.9, 0.999), eps 1e-8.
+    lr: float = 1e-4
+    #: ``fp32``, or ``bf16`` autocast of the networks (latents and terms stay float32).
+    precision: str = "fp32"
+    #: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+    device: str = "auto"
+    #: Estimator of log q(z) for the decomposition: auto (the variant's), mss, mws, hfvae.
+    estimator: str = "auto"
+    #: Terms are averaged over this many steps and reported.
+    log_every: int = 10
+    #: Report a resumable checkpoint every N steps (0: never); a multiple of log_every.
+    checkpoint_every: int = 0
+    #: Compile the networks (``torch.compile``; a pack compiles its whole forward step).
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int(self, "steps", 1, MAX_STEPS)
+        # The TC estimators need pairs.
+        _check_int(self, "batch_size", 2, MAX_BATCH)
+        _check_int(self, "log_every", 1, MAX_STEPS)
+        _check_int(self, "checkpoint_every", 0, MAX_STEPS)
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr <= MAX_LR:
+            raise ValueError(f"lr: must be in (0, {MAX_LR:g}], got {self.lr!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.estimator not in ("auto", *ESTIMATORS):
+            raise ValueError(f"estimator: must be auto or one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
+        if self.checkpoint_every % self.log_every:
+            multiple = f"a multiple of log_every ({self.log_every})"
+            raise ValueError(f"checkpoint_every: must be 0 or {multiple}, got {self.checkpoint_every}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile: must be true or false, got {self.compile!r}")
 
 
 @dataclass
@@ -23,18 +85,49 @@ class EvalConfig:
     seed: int = 0
     #: Images on which the final terms (``recon``, ``kl``, ...) are averaged.
     recon_points: int = 2048
-    #: Points for MIG (disentanglement_lib: 10,000) and its bins per latent (20).
-    mig_points: int = 10_000
-    mig_bins: int = 20
     #: Inputs whose mean codes (and per-latent KL) are saved as ``codes.npz`` for
     #: UDR, the cross-seed model selection of Duan et al. (2020) (they used 1,000).
     udr_points: int = 1000
-    #: Metrics to compute (names in ``trainers.metrics.METRICS``), with their defaults.
+    #: Metrics to compute (names in ``trainers.metrics.METRICS``).
     metrics: list[str] = field(default_factory=lambda: ["mig"])
+    #: Options of each metric by name, e.g. ``{"mig": {"num_points": 10000, "num_bins": 20}}``
+    #: (``Metric.options`` lists each metric's options and defaults: disentanglement_lib's).
+    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_int(self, "seed", 0, 2**63 - 1)
+        _check_int(self, "recon_points", 2, MAX_POINTS)
+        _check_int(self, "udr_points", 2, MAX_POINTS)
+        for name in self.metrics:
+            if name not in METRICS:
+                raise ValueError(f"metrics: unknown metric {name!r}; known: {', '.join(METRICS)}")
+        for name, options in self.metric_options.items():
+            where = f"metric_options.{name}"
+            if name not in METRICS:
+                raise ValueError(f"{where}: unknown metric {name!r}; known: {', '.join(METRICS)}")
+            if name not in self.metrics:
+                raise ValueError(f"{where}: {name} is not in metrics ({', '.join(self.metrics) or 'none'})")
+            known = METRICS[name].options
+            for option, value in options.items():
+                if option not in known:
+                    raise ValueError(f"{where}.{option}: not an option of {name} (it takes: {', '.join(known)})")
+                default = known[option]
+                if isinstance(default, bool) or isinstance(value, bool):
+                    fits = isinstance(value, bool) and isinstance(default, bool)
+                elif isinstance(default, (int, float)):
+                    fits = isinstance(value, (int, float)) and (isinstance(value, int) or isinstance(default, float))
+                else:
+                    fits = isinstance(value, type(default))
+                if not fits:
+                    raise ValueError(f"{where}.{option}: must be like its default {default!r}, got {value!r}")
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+                    raise ValueError(f"{where}.{option}: must be > 0, got {value}")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainingOptions):
+    """One training run: the training options plus what the trial trains."""
+
     variant: str = "beta_vae"
     #: Schedule config per weight name, e.g. ``{"beta": {"schedule": "constant", "value": 4}}``.
     weights: dict[str, Any] = field(default_factory=dict)
@@ -45,52 +138,30 @@ class TrainConfig:
     variant_options: dict[str, Any] = field(default_factory=dict)
     latent_dim: int = 10
     kernels: str = "code"
-    #: Estimator of log q(z) for the decomposition: auto (the variant's), mss, mws, hfvae.
-    estimator: str = "auto"
-    steps: int = 1000
-    batch_size: int = 64
-    #: Adam as in disentanglement_lib: lr 1e-4, betas (0.9, 0.999), eps 1e-8.
-    lr: float = 1e-4
     seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"
-    #: Compile the networks (``torch.compile``; a pack compiles its whole forward step).
-    compile: bool = False
     #: Intra-op threads for torch; 0 leaves torch's default.
     num_threads: int = 0
-    #: Terms are averaged over this many steps and reported.
-    log_every: int = 10
-    #: Report a resumable checkpoint every N steps (0: never); a multiple of log_every.
-    checkpoint_every: int = 0
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # MIG needs a gap between the two most informative latents.
+        _check_int(self, "latent_dim", 2, 4096)
+        _check_int(self, "seed", 0, 2**63 - 1)
+        _check_int(self, "num_threads", 0, 4096)
+        if self.kernels not in KERNEL_CHOICES:
+            raise ValueError(f"kernels: must be one of {', '.join(KERNEL_CHOICES)}, got {self.kernels!r}")
+        if isinstance(self.eval, dict):
+            self.eval = EvalConfig(**self.eval)
+
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid field."""
-        positive = ("steps", "log_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.latent_dim < 2:
-            raise ValueError(f"latent_dim: must be >= 2 (MIG needs a gap), got {self.latent_dim}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size: must be >= 2 (the TC estimators need pairs), got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: must be > 0, got {self.lr}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision: must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.device not in DEVICES and not self.device.startswith("cuda:"):
-            raise ValueError(f"device: must be one of {DEVICES} or cuda:N, got {self.device!r}")
-        if self.checkpoint_every < 0 or (self.checkpoint_every and self.checkpoint_every % self.log_every):
-            raise ValueError(
-                f"checkpoint_every: must be 0 or a multiple of log_every ({self.log_every}), "
-                f"got {self.checkpoint_every}"
-            )
-        for name in ("recon_points", "mig_points", "mig_bins"):
-            if getattr(self.eval, name) < 2:
-                raise ValueError(f"eval.{name}: must be >= 2, got {getattr(self.eval, name)}")
-        unknown = [m for m in self.eval.metrics if m not in METRICS]
-        if unknown:
-            raise ValueError(f"eval.metrics: unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}")
+        """Check the config again (after fields were changed in place); raises ``ValueError``."""
+        self.__post_init__()
+
+    @classmethod
+    def from_options(cls, training: TrainingOptions, **run: Any) -> TrainConfig:
+        """The config of a run with ``training``'s options (every field, none copied by hand)."""
+        return cls(**{f.name: getattr(training, f.name) for f in fields(TrainingOptions)}, **run)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

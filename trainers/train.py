@@ -304,7 +304,7 @@ def compute_metric(
         if not hasattr(model, "posterior"):
             raise ValueError(f"eval.metrics: {name} needs a Gaussian posterior; {config.variant} has none")
         representation = model.posterior
-    options = {"num_points": config.eval.mig_points, "num_bins": config.eval.mig_bins} if name == "mig" else {}
+    options = config.eval.metric_options.get(name, {})
     with torch.no_grad():
         return metric.compute(representation, data, seed=seed, device=device, **options)
 

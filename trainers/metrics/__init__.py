@@ -8,8 +8,10 @@ The pure cores (``mig_from_codes``, ``sap_from_codes``, ...) take arrays.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from trainers.metrics.beta_vae_score import compute_beta_vae_score
 from trainers.metrics.dci import compute_dci, compute_dci_fast
@@ -22,12 +24,30 @@ from trainers.metrics.sap import compute_sap
 from trainers.metrics.unsupervised import compute_active_units, compute_unsupervised
 
 
+#: Arguments of a metric's compute function that are not options a spec sets.
+_NOT_OPTIONS = ("representation", "posterior", "data", "seed", "device")
+
+
 @dataclass(frozen=True)
 class Metric:
     compute: Callable[..., dict[str, float]]
     representation: str  # "mean", "sampled" or "posterior"
     #: The names of the values it returns.
     values: tuple[str, ...]
+    #: Where its options are declared, if not in ``compute``'s signature (a wrapper's ``**options``).
+    options_of: Callable[..., dict[str, float]] | None = None
+    #: Options of ``options_of`` the wrapper sets itself.
+    fixed: tuple[str, ...] = ()
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Every option a spec may set (``evaluation.metric_options.<metric>``) with its default."""
+        signature = inspect.signature(self.options_of or self.compute)
+        return {
+            name: p.default
+            for name, p in signature.parameters.items()
+            if name not in _NOT_OPTIONS and name not in self.fixed and p.kind is p.POSITIONAL_OR_KEYWORD
+        }
 
 
 METRICS: dict[str, Metric] = {
@@ -51,6 +71,8 @@ METRICS: dict[str, Metric] = {
             "dci_informativeness_fast",
             "dci_informativeness_train_fast",
         ),
+        options_of=compute_dci,
+        fixed=("importance",),
     ),
     "sap": Metric(compute_sap, "mean", ("sap_discrete", "sap_continuous")),
     "modularity_explicitness": Metric(

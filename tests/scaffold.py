@@ -1,0 +1,160 @@
+"""Scaffolding the tests share (through the fixtures in conftest.py): the tiny spec factory,
+the CLI runner, the MLflow recorder and the whole-study kill."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+#: A study small enough for the suite: 20 steps of a 4-latent β-VAE, three trials.
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "variant": "beta_vae",
+    "model": {"latent_dim": 4},
+    "training": {"steps": 20, "batch_size": 16, "lr": 1e-3, "log_every": 5, "checkpoint_every": 10},
+    "evaluation": {"recon_points": 64, "metric_options": {"mig": {"num_points": 500}}},
+    "seeds": [0, 1],
+    "weights": {
+        "beta": {
+            "schedule": ["constant", "linear"],
+            "value": {"low": 0.5, "high": 8, "log": True},
+            "end": {"low": 0.5, "high": 8, "log": True},
+            "end_step": {"low": 5, "high": 15},
+        }
+    },
+    "objectives": [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}],
+    "search": {"num_trials": 3, "max_concurrent": 2, "storage": "sqlite"},
+    "tracking": {"flush_every": 10},
+}
+
+#: Sections merged key by key by :func:`tiny_spec`; any other field is replaced whole.
+MERGED = ("model", "training", "evaluation", "search", "tracking", "resources", "storage")
+
+
+def tiny_spec(**overrides: Any) -> dict[str, Any]:
+    """:data:`TINY` with ``overrides``: sections in :data:`MERGED` are updated key by key,
+    other fields replaced; ``None`` removes a field."""
+    spec = copy.deepcopy(TINY)
+    for key, value in overrides.items():
+        if value is None:
+            spec.pop(key, None)
+        elif key in MERGED and isinstance(value, dict):
+            spec[key] = {**spec.get(key, {}), **value}
+        else:
+            spec[key] = value
+    return spec
+
+
+class Cli:
+    """Runs ``vae-study`` as a user would: a subprocess of this interpreter, in ``cwd``."""
+
+    def __init__(self, cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.cwd, self.env = cwd, env
+
+    def command(self, *args: Any) -> list[str]:
+        return [sys.executable, "-m", "study.cli", *map(str, args)]
+
+    def run(self, *args: Any, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.command(*args), capture_output=True, text=True, cwd=self.cwd, timeout=timeout, env=env or self.env
+        )
+
+    def popen(self, *args: Any, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Started in a session of its own, so that :func:`kill_study` can end it with its local Ray."""
+        return subprocess.Popen(
+            self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.cwd,
+            env=env or self.env, start_new_session=True,
+        )  # fmt: skip
+
+    def write_spec(self, spec: dict[str, Any], name: str = "spec.yaml") -> Path:
+        path = self.cwd / name
+        path.write_text(yaml.safe_dump(spec))
+        return path
+
+    def study(
+        self, spec: dict[str, Any], *extra: Any, study_dir: Path | None = None, expect: int = 0
+    ) -> tuple[subprocess.CompletedProcess, Path]:
+        """``vae-study run`` of ``spec`` into ``study_dir`` (default ``cwd/study``); asserts the exit code."""
+        study_dir = study_dir or self.cwd / "study"
+        proc = self.run("run", self.write_spec(spec), "--study-dir", study_dir, *extra)
+        assert proc.returncode == expect, proc.stdout[-3000:] + proc.stderr[-5000:]
+        return proc, study_dir
+
+
+class StudyRuns:
+    """A study's MLflow runs, as recorded: the parent run and the nested run of each trial."""
+
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
+        self.client = MlflowClient(tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        assert found is not None, f"no experiment {experiment!r} at {tracking_uri}"
+        runs = self.client.search_runs([found.experiment_id])
+        self.parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        self.children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        self.by_trial = {r.data.tags["trial_id"]: r for r in self.children}
+
+    @classmethod
+    def of(cls, study_dir: Path, experiment: str = "tiny") -> StudyRuns:
+        """The runs of a study tracked in its own folder (``mlflow.db``)."""
+        return cls(f"sqlite:///{study_dir / 'mlflow.db'}", experiment)
+
+    @property
+    def parent(self) -> Any:
+        assert len(self.parents) == 1, [r.info.run_name for r in self.parents]
+        return self.parents[0]
+
+    def history(self, run: Any, key: str) -> list[int]:
+        return [m.step for m in self.client.get_metric_history(run.info.run_id, key)]
+
+    def artifacts(self, run: Any) -> set[str]:
+        return {a.path for a in self.client.list_artifacts(run.info.run_id)}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, proc: subprocess.Popen | None = None) -> bool:
+    """Poll ``condition`` until it holds (True), ``timeout`` passes or ``proc`` exits (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(0.1)
+    return False
+
+
+def checkpoint_steps(study_dir: Path) -> dict[str, int]:
+    """The step of every Ray trial's checkpoint: a pack's under ``packs/``, a pack of one's in its trial folder."""
+    steps = {}
+    for meta in [*study_dir.glob("packs/*/checkpoint/trial.json"), *study_dir.glob("trials/*/checkpoint/trial.json")]:
+        try:
+            steps[meta.parent.parent.name] = json.loads(meta.read_text())["step"]
+        except (ValueError, KeyError, OSError):
+            pass  # being written
+    return steps
+
+
+def ended_trials(study_dir: Path) -> list[str]:
+    return sorted(p.parent.name for p in study_dir.glob("trials/*/result.json"))
+
+
+def kill_study(driver: subprocess.Popen, study_dir: Path) -> None:
+    """The driver, its local Ray and the trial workers die at once, as on a lost machine."""
+    os.killpg(driver.pid, signal.SIGKILL)
+    for results in study_dir.glob("ray/*/result.json"):
+        for line in results.read_text().splitlines():
+            try:
+                os.kill(json.loads(line)["pid"], signal.SIGKILL)
+            except (ProcessLookupError, ValueError, KeyError):
+                pass
+    driver.wait()

@@ -1,0 +1,85 @@
+"""The study folder's records: typed, round-tripped, and a malformed one named by its file."""
+
+import json
+
+import pytest
+
+from study.folder import RecordError, StudyFolder, TrialPlan, TrialRecord, TrialStatus, member_id
+
+
+def test_a_record_round_trips_and_flattens_into_its_parquet_row(tmp_path):
+    trial = StudyFolder(tmp_path).trial("abc").create()
+    record = TrialRecord(
+        trial_id="abc", status=TrialStatus.COMPLETED, variant="beta_vae", seed=1,
+        params={"beta.schedule": "constant", "beta.value": 4.0}, terms={"recon": 80.0}, metrics={"mig": 0.2},
+        artifacts={"checkpoint": "/x/model.pt", "codes": "/x/codes.npz"},
+    )  # fmt: skip
+    trial.write_record(record)
+    again = trial.read_record()
+    assert again == record and again.status is TrialStatus.COMPLETED
+    row = again.row()
+    assert row["status"] == "completed" and row["beta.value"] == 4.0 and row["mig"] == 0.2
+    assert row["checkpoint"] == "/x/model.pt" and row["codes"] == "/x/codes.npz"
+    assert "params" not in row and "artifacts" not in row
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ('{"trial_id": "abc", "status": "compl', "not a readable JSON file"),
+        ('["abc"]', "expected a JSON object"),
+        ('{"trial_id": "abc"}', "lacks status"),
+        ('{"trial_id": "abc", "status": "finished"}', "'finished' is not a valid TrialStatus"),
+    ],
+)
+def test_a_malformed_record_names_its_file(tmp_path, text, problem):
+    trial = StudyFolder(tmp_path).trial("abc").create()
+    trial.result_file.write_text(text)
+    with pytest.raises(RecordError, match=problem) as raised:
+        trial.read_record()
+    assert str(trial.result_file) in str(raised.value)
+
+
+def test_export_status_and_resume_refuse_a_truncated_record_by_name(cli, tmp_path):
+    folder = StudyFolder(tmp_path / "study")
+    spec = {"name": "s", "variant": "beta_vae", "objectives": [{"name": "recon", "mode": "min"}]}
+    folder.root.mkdir()
+    folder.spec_json.write_text(json.dumps(spec))
+    folder.study_run.write_text(json.dumps({"tracking_uri": "sqlite:///x.db", "experiment_id": "1", "parent_run_id": "p"}))
+    trial = folder.trial("abc").create()
+    trial.result_file.write_text('{"trial_id": "abc", "sta')
+    for command in ("export", "status", "resume"):
+        proc = cli.run(command, folder.root)
+        assert proc.returncode == 2, (command, proc.stderr[-2000:])
+        assert f"{trial.result_file}: not a readable JSON file" in proc.stderr, (command, proc.stderr[-2000:])
+    assert not folder.results.exists()  # nothing written
+
+
+def test_statuses_name_their_mlflow_ending():
+    assert [s.mlflow_status for s in TrialStatus] == ["RUNNING", "FINISHED", "FAILED", "FAILED", "KILLED"]
+    assert not TrialStatus.RUNNING.ended and all(s.ended for s in TrialStatus if s is not TrialStatus.RUNNING)
+
+
+def test_plans_and_ids_of_packs(tmp_path):
+    assert member_id("p", 0, 1) == "p" and member_id("p", 1, 3) == "p-m1"
+    folder = StudyFolder(tmp_path)
+    assert folder.run_dir("p", 1) == tmp_path / "trials" / "p" and folder.run_dir("p", 2) == tmp_path / "packs" / "p"
+    trial = folder.trial("p-m1").create()
+    plan = TrialPlan("p-m1", {"variant": "beta_vae", "seed": 0, "beta.value": 4}, "p", 1, 2, {"number": 3})
+    trial.write_plan(plan)
+    assert trial.read_plan() == plan
+    trial.plan_file.write_text(json.dumps({"trial_id": "p-m1", "config": {}}))  # an older layout
+    with pytest.raises(RecordError, match=r"trial_config\.json: lacks point, pack_id"):
+        trial.read_plan()
+
+
+def test_a_history_line_cut_short_by_a_kill_is_skipped_only_at_the_end(tmp_path):
+    trial = StudyFolder(tmp_path).trial("t").create()
+    trial.append_history(10, {"recon": 1.0}, "train")
+    trial.append_history(20, {"recon": 0.5}, "train")
+    with trial.history_file.open("a") as out:
+        out.write('{"step": 30, "spl')
+    assert trial.last_step() == 20
+    trial.history_file.write_text('{"step": 10, "spl\n{"step": 20, "split": "train", "terms": {}}\n')
+    with pytest.raises(RecordError, match=r"history\.jsonl: line 1 is not JSON"):
+        list(trial.history())
