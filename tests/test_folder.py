@@ -45,7 +45,8 @@ def test_export_status_and_resume_refuse_a_truncated_record_by_name(cli, tmp_pat
     spec = {"name": "s", "variant": "beta_vae", "objectives": [{"name": "recon", "mode": "min"}]}
     folder.root.mkdir()
     folder.spec_json.write_text(json.dumps(spec))
-    folder.study_run.write_text(json.dumps({"tracking_uri": "sqlite:///x.db", "experiment_id": "1", "parent_run_id": "p"}))
+    run = {"tracking_uri": "sqlite:///x.db", "experiment_id": "1", "parent_run_id": "p"}
+    folder.study_run.write_text(json.dumps(run))
     trial = folder.trial("abc").create()
     trial.result_file.write_text('{"trial_id": "abc", "sta')
     for command in ("export", "status", "resume"):

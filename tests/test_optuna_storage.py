@@ -2,7 +2,6 @@
 
 import optuna
 import pytest
-
 from ray.tune.search import Searcher
 
 from study.searchers import OptunaSource, PackSearcher, optuna_study

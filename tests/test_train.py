@@ -153,7 +153,10 @@ def test_artifacts_include_the_animation_config_and_metrics(tmp_path):
 
 
 def test_codes_for_udr_are_the_mean_codes_of_shared_inputs(tmp_path):
-    config = _config(checkpoint_every=0, eval=EvalConfig(recon_points=512, metric_options={"mig": {"num_points": 300}}, udr_points=300))
+    config = _config(
+        checkpoint_every=0,
+        eval=EvalConfig(recon_points=512, metric_options={"mig": {"num_points": 300}}, udr_points=300),
+    )
     result = train(config, NullReporter(), output_dir=tmp_path)
     with np.load(result.artifacts["codes"]) as codes:
         mean, kl = codes["mean"], codes["kl"]

@@ -23,7 +23,6 @@ from trainers.metrics.modularity_explicitness import compute_modularity_explicit
 from trainers.metrics.sap import compute_sap
 from trainers.metrics.unsupervised import compute_active_units, compute_unsupervised
 
-
 #: Arguments of a metric's compute function that are not options a spec sets.
 _NOT_OPTIONS = ("representation", "posterior", "data", "seed", "device")
 
