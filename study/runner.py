@@ -262,6 +262,8 @@ def launch(
         num_samples=max(1, num_packs),
         scheduler=make_scheduler(spec),
         trial_dirname_creator=trial_dirname,
+        # A finished trial's worker process trains the next one: no process start and imports per trial.
+        reuse_actors=True,
     )
     context = TrialContext(spec=spec.model_dump(mode="json"), study_dir=str(folder.root), tracking=study_run)
     trainable = tune.with_resources(

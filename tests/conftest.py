@@ -1,5 +1,4 @@
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -8,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from scaffold import Cli, StudyRuns, tiny_spec
+from scaffold import Cli, StudyRuns, free_port, tiny_spec
 
 # Tests run on the CPU with few threads: the suite must fit 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -50,12 +49,6 @@ def postgres_uri():
             )
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MlflowServer:

@@ -7,6 +7,7 @@ import copy
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,6 +55,13 @@ def tiny_spec(**overrides: Any) -> dict[str, Any]:
         else:
             spec[key] = value
     return spec
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Cli:

@@ -1,8 +1,5 @@
 """The CLI's bad-input contract: exit code 2, an error naming the field or file, nothing written."""
 
-import subprocess
-import sys
-
 import pytest
 
 GOOD = """\
@@ -10,12 +7,6 @@ name: t
 variant: beta_vae
 objectives: [{name: recon, mode: min}]
 """
-
-
-def _cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "study.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120
-    )
 
 
 @pytest.mark.parametrize(
@@ -30,36 +21,36 @@ def _cli(*args, cwd):
         ("name: [unclosed\n", "not valid YAML"),
     ],
 )
-def test_bad_spec_exits_2_names_the_field_and_writes_nothing(tmp_path, text, expected):
+def test_bad_spec_exits_2_names_the_field_and_writes_nothing(cli, tmp_path, text, expected):
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)
-    result = _cli("run", spec, "--study-dir", tmp_path / "study", cwd=tmp_path)
+    result = cli.run("run", spec, "--study-dir", tmp_path / "study")
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr and str(spec) in result.stderr
     assert not (tmp_path / "study").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
 
 
-def test_missing_spec_file_and_non_study_folder(tmp_path):
-    result = _cli("run", tmp_path / "nope.yaml", cwd=tmp_path)
+def test_missing_spec_file_and_non_study_folder(cli, tmp_path):
+    result = cli.run("run", tmp_path / "nope.yaml")
     assert result.returncode == 2 and "nope.yaml: cannot read spec" in result.stderr
-    result = _cli("export", tmp_path, cwd=tmp_path)
+    result = cli.run("export", tmp_path)
     assert result.returncode == 2 and "not a study folder" in result.stderr
 
 
-def test_a_used_study_folder_is_never_overwritten(tmp_path):
+def test_a_used_study_folder_is_never_overwritten(cli, tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(GOOD)
     used = tmp_path / "study"
     used.mkdir()
     (used / "results.parquet").write_text("precious")
-    result = _cli("run", spec, "--study-dir", used, cwd=tmp_path)
+    result = cli.run("run", spec, "--study-dir", used)
     assert result.returncode == 2 and "already holds files" in result.stderr
     assert (used / "results.parquet").read_text() == "precious"
 
 
-def test_validate_prints_the_resolved_spec(tmp_path):
+def test_validate_prints_the_resolved_spec(cli, tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(GOOD)
-    result = _cli("validate", spec, cwd=tmp_path)
+    result = cli.run("validate", spec)
     assert result.returncode == 0 and '"latent_dim": 10' in result.stdout

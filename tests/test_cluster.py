@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import free_port
+from scaffold import Cli, free_port, tiny_spec
 
 from analysis import load_results
 
@@ -90,19 +89,13 @@ def cluster(tmp_path):
         cluster.stop()
 
 
-SPEC = {
-    "name": "clustered",
-    "variant": "beta_vae",
-    "model": {"latent_dim": 4},
-    "training": {"steps": 400, "batch_size": 16, "lr": 1e-3, "log_every": 10, "checkpoint_every": 50},
-    "evaluation": {"recon_points": 64, "metric_options": {"mig": {"num_points": 500}}},
-    "seeds": [0, 1],
-    "weights": {"beta": {"schedule": "constant", "value": {"low": 0.5, "high": 8, "log": True}}},
-    "objectives": [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}],
-    "search": {"num_trials": 3, "max_concurrent": 2, "max_failures": 3, "storage": "sqlite"},
-    "tracking": {"flush_every": 10},
-    "storage": {"shared": True},  # one machine: the study folder is on every node's filesystem
-}
+SPEC = tiny_spec(
+    name="clustered",
+    training={"steps": 400, "log_every": 10, "checkpoint_every": 50},
+    weights={"beta": {"schedule": "constant", "value": {"low": 0.5, "high": 8, "log": True}}},
+    search={"num_trials": 3, "max_concurrent": 2, "max_failures": 3},
+    storage={"shared": True},  # one machine: the study folder is on every node's filesystem
+)
 
 
 def _parent(pid: int) -> int:
@@ -142,26 +135,16 @@ def _trial_on(study_dir: Path, node_pid: int) -> str | None:
 
 
 def test_a_study_survives_losing_a_worker_node(cluster, tmp_path):
+    cli = Cli(tmp_path, env=cluster.env)
     # Without shared storage declared, a multi-node run is refused before anything is written.
-    unshared = tmp_path / "unshared.yaml"
-    unshared.write_text(yaml.safe_dump({**SPEC, "storage": {}}))
-    refused = subprocess.run(
-        [sys.executable, "-m", "study.cli", "run", str(unshared), "--study-dir", str(tmp_path / "refused"),
-         "--address", cluster.address],
-        env=cluster.env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    refused = cli.run("run", cli.write_spec({**SPEC, "storage": {}}, "unshared.yaml"), "--study-dir",
+                      tmp_path / "refused", "--address", cluster.address, timeout=300)  # fmt: skip
     assert refused.returncode == 2 and "storage.shared: this Ray cluster has 2 nodes" in refused.stderr
     assert not (tmp_path / "refused").exists()
 
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(SPEC))
     study_dir = tmp_path / "study"
     worker_node = cluster.nodes["worker"].pid
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "study.cli", "run", str(path), "--study-dir", str(study_dir),
-         "--address", cluster.address],
-        env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    driver = cli.popen("run", cli.write_spec(SPEC), "--study-dir", study_dir, "--address", cluster.address)
     deadline = time.monotonic() + 300
     victim = None
     while victim is None and time.monotonic() < deadline and driver.poll() is None:

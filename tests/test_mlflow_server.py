@@ -2,13 +2,11 @@
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
+from scaffold import Cli, tiny_spec
 
 from analysis import load_results
 
@@ -18,26 +16,14 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def served_study(mlflow_server, tmp_path_factory):
     """A finished two-trial study tracked by the server: (server URL, study folder)."""
-    tmp_path = tmp_path_factory.mktemp("served")
-    spec = {
-        "name": "served",
-        "variant": "beta_vae",
-        "model": {"latent_dim": 4},
-        "training": {"steps": 20, "batch_size": 16, "lr": 1e-3, "log_every": 5},
-        "evaluation": {"recon_points": 64, "metric_options": {"mig": {"num_points": 500}}},
-        "weights": {"beta": {"schedule": "constant", "value": {"low": 1, "high": 4}}},
-        "objectives": [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}],
-        "search": {"num_trials": 2, "max_concurrent": 2},
-        "tracking": {"uri": mlflow_server, "flush_every": 10},
-    }
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    study_dir = tmp_path / "study"
-    proc = subprocess.run(
-        [sys.executable, "-m", "study.cli", "run", str(path), "--study-dir", str(study_dir)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    spec = tiny_spec(
+        name="served",
+        training={"checkpoint_every": 0},
+        weights={"beta": {"schedule": "constant", "value": {"low": 1, "high": 4}}},
+        search={"num_trials": 2, "max_concurrent": 2, "storage": None},
+        tracking={"uri": mlflow_server},
+    )
+    proc, study_dir = Cli(tmp_path_factory.mktemp("served")).study(spec)
     assert f"browse runs  : {mlflow_server}" in proc.stdout
     return mlflow_server, study_dir
 

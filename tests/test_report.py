@@ -2,8 +2,6 @@
 
 import base64
 import re
-import subprocess
-import sys
 
 import numpy as np
 
@@ -32,11 +30,9 @@ def _study(tmp_path, n=24):
     return tmp_path
 
 
-def test_report_contains_every_figure_and_table(tmp_path):
+def test_report_contains_every_figure_and_table(cli, tmp_path):
     study_dir = _study(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "study.cli", "report", str(study_dir)], capture_output=True, text=True
-    )
+    result = cli.run("report", study_dir)
     assert result.returncode == 0, result.stderr
     page = (study_dir / "report.html").read_text()
     for figure in ("pareto", "recon_vs_parameters", "mig_vs_parameters", "recon_seed_spread", "mig_seed_spread",
@@ -49,14 +45,12 @@ def test_report_contains_every_figure_and_table(tmp_path):
     assert "beta_tcvae" in page and "failed" in page
 
 
-def test_report_needs_results(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "study.cli", "report", str(tmp_path)], capture_output=True, text=True
-    )
+def test_report_needs_results(cli, tmp_path):
+    result = cli.run("report", tmp_path)
     assert result.returncode == 2 and "no results.parquet" in result.stderr
 
 
-def test_report_ranks_configurations_by_udr(tmp_path):
+def test_report_ranks_configurations_by_udr(cli, tmp_path):
     rng = np.random.default_rng(1)
     factors = rng.uniform(-1, 1, (300, 3))
     for i in range(6):
@@ -79,9 +73,7 @@ def test_report_ranks_configurations_by_udr(tmp_path):
             },
         )  # fmt: skip
     export_results(tmp_path, [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}])
-    result = subprocess.run(
-        [sys.executable, "-m", "study.cli", "report", str(tmp_path)], capture_output=True, text=True
-    )
+    result = cli.run("report", tmp_path)
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "report.html").read_text()
     table = page[page.index("<h2>UDR") :]

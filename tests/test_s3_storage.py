@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import free_port
+from scaffold import free_port, tiny_spec
 
 from analysis import load_results
 
@@ -44,32 +44,22 @@ def s3_endpoint(tmp_path):
         log.close()
 
 
-def test_checkpoints_and_experiment_state_go_to_the_bucket(s3_endpoint, tmp_path, monkeypatch):
+def test_checkpoints_and_experiment_state_go_to_the_bucket(s3_endpoint, cli, monkeypatch):
     import boto3
 
     for key, value in CREDENTIALS.items():
         monkeypatch.setenv(key, value)
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket="studies")
-    spec = {
-        "name": "in-s3",
-        "variant": "beta_vae",
-        "model": {"latent_dim": 4},
-        "training": {"steps": 40, "batch_size": 16, "lr": 1e-3, "log_every": 10, "checkpoint_every": 20},
-        "evaluation": {"recon_points": 64, "metric_options": {"mig": {"num_points": 500}}},
-        "weights": {"beta": {"schedule": "constant", "value": {"low": 1, "high": 4}}},
-        "objectives": [{"name": "recon", "mode": "min"}],
-        "search": {"num_trials": 2, "max_concurrent": 2},
-        "storage": {"path": "s3://studies/in-s3", "endpoint": s3_endpoint},
-    }
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    study_dir = tmp_path / "study"
-    proc = subprocess.run(
-        [sys.executable, "-m", "study.cli", "run", str(path), "--study-dir", str(study_dir)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    spec = tiny_spec(
+        name="in-s3",
+        training={"steps": 40, "log_every": 10, "checkpoint_every": 20},
+        weights={"beta": {"schedule": "constant", "value": {"low": 1, "high": 4}}},
+        objectives=[{"name": "recon", "mode": "min"}],
+        search={"num_trials": 2, "max_concurrent": 2, "storage": None},
+        storage={"path": "s3://studies/in-s3", "endpoint": s3_endpoint},
+    )
+    _, study_dir = cli.study(spec)
     df = load_results(study_dir)
     assert len(df) == 2 and (df["status"] == "completed").all()
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="studies", Prefix="in-s3/")["Contents"]]

@@ -1,8 +1,6 @@
 """`vae-study status` on a study folder written as trials write it."""
 
 import json
-import subprocess
-import sys
 
 from study.spec import parse_spec
 from study.status import study_status
@@ -43,16 +41,12 @@ def test_status_counts_best_and_eta(tmp_path):
     assert status.eta_seconds == 200 * 2.6 / 2
 
 
-def test_status_command(tmp_path):
+def test_status_command(cli, tmp_path):
     study_dir = _study(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "study.cli", "status", str(study_dir)], capture_output=True, text=True
-    )
+    result = cli.run("status", study_dir)
     assert result.returncode == 0, result.stderr
     assert "6 planned: 2 completed, 1 failed, 0 crashed, 1 running, 2 pending" in result.stdout
     assert "running   d at step 40 of 100" in result.stdout
     assert "best      recon = 80 (minimised) in trial b" in result.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "study.cli", "status", str(tmp_path / "trials")], capture_output=True, text=True
-    )
+    bad = cli.run("status", tmp_path / "trials")
     assert bad.returncode == 2 and "not a study folder" in bad.stderr

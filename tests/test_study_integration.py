@@ -3,67 +3,21 @@
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import yaml
-from mlflow.tracking import MlflowClient
+from scaffold import Cli, StudyRuns, tiny_spec, wait_for
 
 from analysis import load_results
 from trainers.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.integration
 
-TINY = {
-    "name": "tiny",
-    "variant": "beta_vae",
-    "model": {"latent_dim": 4},
-    "training": {"steps": 20, "batch_size": 16, "lr": 1e-3, "log_every": 5, "checkpoint_every": 10},
-    "evaluation": {"recon_points": 64, "metric_options": {"mig": {"num_points": 500}}},
-    "seeds": [0, 1],
-    "weights": {
-        "beta": {
-            "schedule": ["constant", "linear"],
-            "value": {"low": 0.5, "high": 8, "log": True},
-            "end": {"low": 0.5, "high": 8, "log": True},
-            "end_step": {"low": 5, "high": 15},
-        }
-    },
-    "objectives": [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}],
-    "search": {"num_trials": 3, "max_concurrent": 2, "storage": "sqlite"},
-    "tracking": {"flush_every": 10},
-}
-
-
-def _run(spec: dict, folder):
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    study_dir = folder / "study"
-    proc = subprocess.run(
-        [sys.executable, "-m", "study.cli", "run", str(path), "--study-dir", str(study_dir)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc, study_dir
-
-
-def _runs(study_dir):
-    client = MlflowClient(f"sqlite:///{study_dir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("tiny")
-    runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return client, parents, children
-
 
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
-    return _run(TINY, tmp_path_factory.mktemp("tiny"))
+    return Cli(tmp_path_factory.mktemp("tiny")).study(tiny_spec())
 
 
 def test_run_prints_where_the_results_are(tiny_study):
@@ -93,9 +47,10 @@ def test_results_parquet_has_one_row_per_trial(tiny_study):
 
 def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
     _, study_dir = tiny_study
-    client, parents, children = _runs(study_dir)
-    assert len(parents) == 1 and len(children) == 3
-    parent = parents[0]
+    runs = StudyRuns.of(study_dir)
+    client, children = runs.client, runs.children
+    assert len(children) == 3
+    parent = runs.parent
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["search_algorithm"] == "optuna-tpe"
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
@@ -127,8 +82,6 @@ def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
 
 
 def test_history_parquet_holds_every_logged_term(tiny_study):
-    import pandas as pd
-
     _, study_dir = tiny_study
     history = pd.read_parquet(study_dir / "history.parquet")
     df = load_results(study_dir)
@@ -141,9 +94,9 @@ def test_history_parquet_holds_every_logged_term(tiny_study):
     assert heldout.to_dict() == pytest.approx(df.set_index("trial_id")["mig"].to_dict())
 
 
-def test_status_of_a_finished_study(tiny_study):
+def test_status_of_a_finished_study(tiny_study, cli):
     _, study_dir = tiny_study
-    proc = subprocess.run([sys.executable, "-m", "study.cli", "status", str(study_dir)], capture_output=True, text=True)
+    proc = cli.run("status", study_dir)
     assert proc.returncode == 0, proc.stderr
     assert "3 planned: 3 completed, 0 failed, 0 crashed, 0 running, 0 pending" in proc.stdout
     assert "best      mig = " in proc.stdout
@@ -164,89 +117,62 @@ def test_the_searchers_history_is_in_the_optuna_storage(tiny_study):
     assert {t.user_attrs["seed"] for t in study.trials} <= {0, 1}
 
 
-def test_export_is_idempotent(tiny_study):
+def test_export_is_idempotent(tiny_study, cli):
     _, study_dir = tiny_study
     before = pq.read_table(study_dir / "results.parquet")
     history = pq.read_table(study_dir / "history.parquet")
-    proc = subprocess.run([sys.executable, "-m", "study.cli", "export", str(study_dir)], capture_output=True, text=True)
+    proc = cli.run("export", study_dir)
     assert proc.returncode == 0, proc.stderr
     assert pq.read_table(study_dir / "results.parquet").equals(before)
     assert pq.read_table(study_dir / "history.parquet").equals(history)
 
 
-def test_diverging_trials_are_recorded_failed_and_the_study_finishes(tmp_path):
-    spec = {**TINY, "training": {**TINY["training"], "lr": 100.0}, "search": {"num_trials": 2, "max_concurrent": 2}}
-    proc, study_dir = _run(spec, tmp_path)
-    assert "2 failed" in proc.stdout
-    df = load_results(study_dir)
-    assert len(df) == 2 and (df["status"] == "failed").all()
-    assert (df["failed_term"] == "recon").all() and (df["failed_step"] == 1).all()
-    assert df["failure_reason"].str.contains("non-finite at step 1").all()
-    _, _, children = _runs(study_dir)
-    assert len(children) == 2  # the retry did not open a second run
-    for child in children:
-        assert child.info.status == "FAILED" and "non-finite" in child.data.tags["failure_reason"]
-
-
-def test_a_killed_trial_resumes_from_its_checkpoint_in_the_same_mlflow_run(tmp_path):
-    spec = {
-        **TINY,
-        "training": {**TINY["training"], "steps": 600, "log_every": 10, "checkpoint_every": 100},
-        "search": {"num_trials": 1, "max_concurrent": 1, "max_failures": 2},
-    }
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    study_dir = tmp_path / "study"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "study.cli", "run", str(path), "--study-dir", str(study_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+def test_a_killed_trial_resumes_from_its_checkpoint_in_the_same_mlflow_run(cli):
+    spec = tiny_spec(
+        training={"steps": 600, "log_every": 10, "checkpoint_every": 100},
+        search={"num_trials": 1, "max_concurrent": 1, "max_failures": 2},
     )
-    # Wait for the first checkpoint, then SIGKILL the worker process training the trial.
-    deadline = time.monotonic() + 240
-    killed_pid = None
-    while killed_pid is None and time.monotonic() < deadline and proc.poll() is None:
-        for trial_dir in (study_dir / "ray").glob("run_trial_*"):
+    study_dir = cli.cwd / "study"
+    proc = cli.popen("run", cli.write_spec(spec), "--study-dir", study_dir)
+    killed: list[int] = []
+
+    def kill_the_worker_after_its_first_checkpoint() -> bool:
+        for trial_dir in (study_dir / "ray").glob("*"):
             results = trial_dir / "result.json"
             if list(trial_dir.glob("checkpoint_*")) and results.exists() and results.read_text().strip():
-                killed_pid = json.loads(results.read_text().strip().splitlines()[-1])["pid"]
-                os.kill(killed_pid, signal.SIGKILL)
-                break
-        time.sleep(0.05)
-    stdout, stderr = proc.communicate(timeout=300)
-    assert killed_pid is not None, stdout[-2000:] + stderr[-3000:]
-    assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
+                killed.append(json.loads(results.read_text().strip().splitlines()[-1])["pid"])
+                os.kill(killed[0], signal.SIGKILL)
+                return True
+        return False
+
+    wait_for(kill_the_worker_after_its_first_checkpoint, 240, proc)
+    stdout, _ = proc.communicate(timeout=300)
+    assert killed, stdout[-3000:]
+    assert proc.returncode == 0, stdout[-3000:]
 
     df = load_results(study_dir)
     assert len(df) == 1 and df["status"].iloc[0] == "completed"
     resumed = int(df["resumed_from_step"].iloc[0])
     assert resumed in (100, 200, 300, 400, 500)  # it did not restart at zero
-    client, _, children = _runs(study_dir)
-    assert len(children) == 1  # re-attached, no second run
-    child = children[0]
+    runs = StudyRuns.of(study_dir)
+    assert len(runs.children) == 1  # re-attached, no second run
+    child = runs.children[0]
     assert child.info.status == "FINISHED" and child.info.run_id == df["mlflow_run_id"].iloc[0]
-    steps = [m.step for m in client.get_metric_history(child.info.run_id, "recon")]
-    assert set(steps) == set(range(10, 601, 10))
-    import pandas as pd
-
+    assert set(runs.history(child, "recon")) == set(range(10, 601, 10))
     history = pd.read_parquet(study_dir / "history.parquet")
     recon = history[(history["split"] == "train") & (history["term"] == "recon")]
     assert list(recon["step"]) == list(range(10, 601, 10))  # re-logged steps after the resume count once
 
 
-def test_a_grid_over_variants_runs_every_combination(tmp_path):
-    spec = {
-        **{k: v for k, v in TINY.items() if k not in ("weights",)},
-        "variants": {
-            "beta_tcvae": {"weights": {"beta": [2, 6]}},
-            "factor_vae": {"weights": {"gamma": [10]}},
-        },
-        "seeds": [3, 4],
-        "search": {"mode": "grid", "max_concurrent": 2},
-    }
-    spec.pop("variant", None)
-    proc, study_dir = _run({**spec, "name": "tiny"}, tmp_path)
+def test_a_grid_over_variants_runs_every_combination(cli):
+    spec = tiny_spec(
+        variant=None,
+        weights=None,
+        variants={"beta_tcvae": {"weights": {"beta": [2, 6]}}, "factor_vae": {"weights": {"gamma": [10]}}},
+        seeds=[3, 4],
+        search={"mode": "grid", "max_concurrent": 2, "storage": None},
+    )
+    proc, study_dir = cli.study(spec)
     assert "6 completed" in proc.stdout
     df = load_results(study_dir)
     assert sorted(
@@ -266,8 +192,6 @@ def test_a_grid_over_variants_runs_every_combination(tmp_path):
     for _, pair in df.groupby(["variant", df["beta.value"].fillna(0)]):
         assert pair["udr"].nunique() == 1
     assert "UDR" in (study_dir / "report.html").read_text()
-    _, parents, children = _runs(study_dir)
-    assert parents[0].data.tags["search_algorithm"] == "grid" and len(children) == 6
-    assert "report.html" in {
-        a.path for a in MlflowClient(f"sqlite:///{study_dir / 'mlflow.db'}").list_artifacts(parents[0].info.run_id)
-    }
+    runs = StudyRuns.of(study_dir)
+    assert runs.parent.data.tags["search_algorithm"] == "grid" and len(runs.children) == 6
+    assert "report.html" in runs.artifacts(runs.parent)
