@@ -2,7 +2,7 @@
 
 Each node is its own ``ray start --block`` process group with its own temp dir, so
 killing a group kills that node's raylet and the trial workers it started, as when
-a machine is lost.
+a machine is lost: Tune retries the lost trial from its checkpoint, in its MLflow run.
 """
 
 import json
@@ -16,8 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from scaffold import Cli, free_port, tiny_spec
+from scaffold import Cli, StudyRuns, free_port, tiny_spec
 
 from analysis import load_results
 
@@ -91,7 +92,7 @@ def cluster(tmp_path):
 
 SPEC = tiny_spec(
     name="clustered",
-    training={"steps": 400, "log_every": 10, "checkpoint_every": 50},
+    training={"steps": 300, "log_every": 10, "checkpoint_every": 50},
     weights={"beta": {"schedule": "constant", "value": {"low": 0.5, "high": 8, "log": True}}},
     search={"num_trials": 3, "max_concurrent": 2, "max_failures": 3},
     storage={"shared": True},  # one machine: the study folder is on every node's filesystem
@@ -157,5 +158,14 @@ def test_a_study_survives_losing_a_worker_node(cluster, tmp_path):
     assert driver.returncode == 0, out[-4000:]
     df = load_results(study_dir)
     assert len(df) == 3 and (df["status"] == "completed").all(), out[-3000:]
-    # The trial of the lost node was retried on the head from its checkpoint.
-    assert int(df.loc[df["trial_id"] == victim, "resumed_from_step"].iloc[0]) >= 50
+    # The trial of the lost node was retried on the head from its checkpoint ...
+    row = df.set_index("trial_id").loc[victim]
+    assert row["resumed_from_step"] in (50, 100, 150, 200, 250)
+    # ... into the MLflow run it opened (no second run), its histories whole and each step once.
+    runs = StudyRuns.of(study_dir, "clustered")
+    assert len(runs.children) == 3 and runs.by_trial[victim].info.run_id == row["mlflow_run_id"]
+    assert runs.by_trial[victim].info.status == "FINISHED"
+    assert set(runs.history(runs.by_trial[victim], "recon")) == set(range(10, 301, 10))
+    history = pd.read_parquet(study_dir / "history.parquet")
+    recon = history[(history["trial_id"] == victim) & (history["split"] == "train") & (history["term"] == "recon")]
+    assert list(recon["step"]) == list(range(10, 301, 10))

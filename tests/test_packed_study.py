@@ -1,43 +1,12 @@
-"""Packed studies end to end: each member of a pack is its own Optuna trial, MLflow run and parquet row."""
+"""A member of a pack fails alone: divergence in a stacked pack and in a pack of one (the plain loop).
 
-import optuna
+Packed Optuna studies are checked by the tiny study (test_study_integration.py)."""
+
 import pytest
 
 from analysis import load_results
-from study.folder import StudyFolder
 
 pytestmark = pytest.mark.integration
-
-
-def test_an_optuna_study_in_packs_tells_each_member_its_own_result(cli, make_spec, mlflow_runs):
-    spec = make_spec(training={"pack_size": 2}, search={"num_trials": 4, "max_concurrent": 1})
-    proc, study_dir = cli.study(spec)
-    assert "4 completed" in proc.stdout
-    df = load_results(study_dir)
-    assert len(df) == 4 and (df["status"] == "completed").all()
-    assert df["pack_id"].nunique() == 2 and (df["pack_size"] == 2).all()
-    assert sorted(df["trial_id"].str[-3:]) == ["-m0", "-m0", "-m1", "-m1"]
-
-    # Optuna: four COMPLETE trials, each told the values its member wrote.
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study_dir / 'optuna.db'}")
-    trials = {t.number: t for t in study.get_trials()}
-    assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials.values())
-    folder = StudyFolder(study_dir)
-    for row in df.itertuples():
-        plan = folder.trial(row.trial_id).read_plan()
-        told = trials[plan.optuna["number"]]
-        assert told.values == pytest.approx([row.recon, row.mig])
-        assert told.params == plan.optuna["params"]
-    assert df[["beta.schedule", "seed"]].astype(str).agg("/".join, axis=1).nunique() >= 2
-
-    # MLflow: one nested run per member, with its own term history and artifacts.
-    runs = mlflow_runs(study_dir)
-    assert sorted(runs.by_trial) == sorted(df["trial_id"])
-    for run in runs.children:
-        assert run.info.status == "FINISHED"
-        assert len(runs.history(run, "recon")) >= 4
-        assert "model.pt" in runs.artifacts(run)
-    assert len({round(v, 4) for v in df["recon"]}) == 4  # four trainings, not one four times
 
 
 def test_diverging_members_fail_alone_in_a_pack_and_as_a_pack_of_one(cli, make_spec, mlflow_runs):
