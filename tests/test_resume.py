@@ -59,7 +59,7 @@ def _optuna_matches_the_parquet(study_dir, name, df):
 def test_an_unpacked_optuna_study_resumes_with_exactly_its_trials(cli, mlflow_runs):
     spec = tiny_spec(
         name="resumable",
-        training={"steps": 300, "log_every": 10, "checkpoint_every": 50},
+        training={"steps": 150, "log_every": 5, "checkpoint_every": 25},
         weights={"beta": {"schedule": "constant", "value": {"low": 0.5, "high": 8, "log": True}}},
         search={"num_trials": 4, "max_concurrent": 2},
     )
@@ -77,7 +77,7 @@ def test_an_unpacked_optuna_study_resumes_with_exactly_its_trials(cli, mlflow_ru
 def test_a_packed_grid_study_resumes_its_packs_as_packs(cli, mlflow_runs):
     spec = tiny_spec(
         name="packed-grid",
-        training={"steps": 300, "log_every": 10, "checkpoint_every": 50, "pack_size": 2},
+        training={"steps": 150, "log_every": 5, "checkpoint_every": 25, "pack_size": 2},
         weights={"beta": [1, 4, 8]},
         search={"mode": "grid", "max_concurrent": 1, "storage": None},
     )
@@ -95,7 +95,7 @@ def test_a_packed_grid_study_resumes_its_packs_as_packs(cli, mlflow_runs):
 def test_a_packed_optuna_study_resumes_its_packs_and_asks_the_rest_packed(cli, mlflow_runs):
     spec = tiny_spec(
         name="packed-optuna",
-        training={"steps": 300, "log_every": 10, "checkpoint_every": 50, "pack_size": 2},
+        training={"steps": 150, "log_every": 5, "checkpoint_every": 25, "pack_size": 2},
         search={"num_trials": 6, "max_concurrent": 1},
     )
     study_dir, ended, at_kill = _kill_midway(cli, spec, packs=True)
