@@ -24,17 +24,22 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/vae-study run examples/default.yaml --study-dir $(STUDY_DIR)
 
+# Two workers: most of an integration test's wall time is process start-up (Ray, MLflow,
+# trial workers), not CPU, so two at a time fit the 2-core host. Modules that share a
+# module-scoped study are kept on one worker (xdist_group).
+PYTEST_WORKERS ?= 2
+
 test: install lint
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadgroup
 
 lint: install
 	$(VENV)/bin/ruff check .
 
 unit: install
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not integration"
 
 integration: install
-	$(PY) -m pytest -q -m integration
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m integration
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -19,7 +19,7 @@ BASE = {
     "weights": {"beta": {"schedule": "constant", "value": {"low": 0.1, "high": 500, "log": True}}},
     "objectives": [{"name": "recon", "mode": "min"}],
     "search": {
-        "num_trials": 5, "max_concurrent": 1, "storage": "sqlite", "sampler": "random", "seed": 3,
+        "num_trials": 5, "max_concurrent": 2, "storage": "sqlite", "sampler": "random", "seed": 3,
         "early_stopping": {"scheduler": "asha", "metric": "loss", "grace_period": 20, "reduction_factor": 2},
     },
     "tracking": {"flush_every": 10},

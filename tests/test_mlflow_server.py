@@ -10,7 +10,8 @@ from scaffold import Cli, tiny_spec
 
 from analysis import load_results
 
-pytestmark = pytest.mark.integration
+# One worker runs the module: its module-scoped fixture is made once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("mlflow_server")]
 
 
 @pytest.fixture(scope="module")

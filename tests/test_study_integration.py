@@ -13,7 +13,8 @@ from analysis import load_results
 from study.folder import StudyFolder
 from trainers.checkpoint import load_checkpoint
 
-pytestmark = pytest.mark.integration
+# One worker runs the module: its module-scoped fixture is made once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("tiny_study")]
 
 
 @pytest.fixture(scope="module")
