@@ -24,22 +24,22 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/vae-study run examples/default.yaml --study-dir $(STUDY_DIR)
 
-# Two workers: most of an integration test's wall time is process start-up (Ray, MLflow,
-# trial workers), not CPU, so two at a time fit the 2-core host. Modules that share a
-# module-scoped study are kept on one worker (xdist_group).
+# Two workers, a test module each at a time (its module-scoped study is made once): most
+# of an integration test's wall time is process start-up (Ray, MLflow, trial workers),
+# not CPU, so two at a time fit the 2-core host. conftest.py runs integration tests first.
 PYTEST_WORKERS ?= 2
 
 test: install lint
-	$(PY) -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadscope
 
 lint: install
 	$(VENV)/bin/ruff check .
 
 unit: install
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not integration"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope -m "not integration"
 
 integration: install
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m integration
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope -m integration
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

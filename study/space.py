@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 
+from study.folder import StudyFolder
 from study.spec import Range, StudySpec, WeightSpec
 from trainers.schedules import FAMILIES, Schedule
 
@@ -111,7 +112,7 @@ def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
 def storage_url(spec: StudySpec, study_dir: Path) -> str | None:
     """The Optuna storage URL of a study (None: in memory)."""
     if spec.search.storage == "sqlite":
-        return f"sqlite:///{(study_dir / 'optuna.db').resolve()}"
+        return f"sqlite:///{StudyFolder(study_dir).optuna_db.resolve()}"
     return spec.search.storage
 
 

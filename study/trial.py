@@ -54,6 +54,9 @@ from trainers.train import TrainingDiverged, TrainResult
 
 log = logging.getLogger(__name__)
 
+#: Seconds a checkpoint waits for the pack's metrics to reach MLflow.
+DRAIN_SECONDS = 10.0
+
 
 @dataclass(frozen=True)
 class TrialContext:
@@ -132,25 +135,17 @@ class PackReporter:
         self.folders[member].write_record(record)
 
     def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
+        # A scheduler may stop the pack at this report: let its metrics reach MLflow first
+        # (at most DRAIN_SECONDS for the whole pack, so an absent server cannot stall it).
+        deadline = time.monotonic() + DRAIN_SECONDS
         for tracker in self.open_trackers():
             tracker.flush(step)
-            # A scheduler may stop the pack at this report: let its metrics reach MLflow first.
-            tracker.drain(timeout=10.0)
+            tracker.drain(timeout=max(0.0, deadline - time.monotonic()))
         save_pack_checkpoint(self.run_dir, step, state)
         tune.report(
-            {"step": step, "final": 0, **self.last_terms, **self.ended()},
+            {"step": step, "final": 0, **self.last_terms, **ended_members(self.records)},
             checkpoint=tune.Checkpoint.from_directory(self.run_dir / CHECKPOINT_DIR),
         )
-
-    def ended(self) -> dict[str, Any]:
-        """``{"members": {k: outcome}}`` for every member that has ended (``study.searchers``)."""
-        return {
-            MEMBERS: {
-                str(k): member_outcome(r.status, r.values if r.status == TrialStatus.COMPLETED else None)
-                for k, r in enumerate(self.records)
-                if r.status.ended
-            }
-        }
 
     def abort(self, status: TrialStatus, reason: str) -> None:
         """End the open members' MLflow runs: the pack stopped (pruned) or crashed (error)."""
@@ -206,8 +201,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     objectives = [o.name for o in spec.objectives]
     if all(record is not None for record in ended):
         # Finished before its driver learnt of it: report what the members wrote, train nothing.
-        reporter = PackReporter([None] * len(plans), ended, members, Path(), objectives)  # type: ignore[arg-type]
-        tune.report(final_report(spec, reporter))
+        tune.report(final_report(spec, ended))  # type: ignore[arg-type]
         return
 
     train_configs = [spec.point_train_config(plan.point) for plan in plans]
@@ -242,14 +236,25 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     except BaseException as error:
         reporter.abort(TrialStatus.ERROR, f"{type(error).__name__}: {error}")
         raise
-    tune.report(final_report(spec, reporter))
+    tune.report(final_report(spec, records))
 
 
-def final_report(spec: StudySpec, reporter: PackReporter) -> dict[str, Any]:
+def ended_members(records: Sequence[TrialRecord]) -> dict[str, Any]:
+    """``{"members": {k: outcome}}`` for every member that has ended (read by ``study.searchers``)."""
+    return {
+        MEMBERS: {
+            str(k): member_outcome(r.status, r.values if r.status == TrialStatus.COMPLETED else None)
+            for k, r in enumerate(records)
+            if r.status.ended
+        }
+    }
+
+
+def final_report(spec: StudySpec, records: Sequence[TrialRecord]) -> dict[str, Any]:
     """The pack's last report: every member's outcome; a pack of one also reports its values at the top."""
-    report: dict[str, Any] = {"step": spec.training.steps, "final": 1, **reporter.ended()}
-    if len(reporter.records) == 1 and reporter.records[0].status == TrialStatus.COMPLETED:
-        report.update(reporter.records[0].values)
+    report: dict[str, Any] = {"step": spec.training.steps, "final": 1, **ended_members(records)}
+    if len(records) == 1 and records[0].status == TrialStatus.COMPLETED:
+        report.update(records[0].values)
     return report
 
 

@@ -123,6 +123,12 @@ def restartable_mlflow_server(tmp_path_factory):
         server.stop()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Integration tests first: with several workers, the long ones start early and the unit
+    tests fill the gaps (the same order in every worker, as xdist requires)."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+
+
 @pytest.fixture()
 def cli(tmp_path) -> Cli:
     """``vae-study`` as a user runs it, in the test's folder (see ``scaffold.Cli``)."""

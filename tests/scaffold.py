@@ -24,7 +24,7 @@ TINY: dict[str, Any] = {
     "variant": "beta_vae",
     "model": {"latent_dim": 4},
     "training": {"steps": 20, "batch_size": 16, "lr": 1e-3, "log_every": 5, "checkpoint_every": 10},
-    "evaluation": {"recon_points": 64, "metric_options": {"mig": {"num_points": 500}}},
+    "evaluation": {"recon_points": 64, "udr_points": 100, "metric_options": {"mig": {"num_points": 500}}},
     "seeds": [0, 1],
     "weights": {
         "beta": {
@@ -166,3 +166,59 @@ def kill_study(driver: subprocess.Popen, study_dir: Path) -> None:
             except (ProcessLookupError, ValueError, KeyError):
                 pass
     driver.wait()
+
+
+def interrupted_runs(study_dir: Path, steps: int, packs: bool) -> dict[str, int]:
+    """The checkpoint step of each Ray trial that has one and has not ended (packs: by pack id)."""
+    ended = ended_trials(study_dir)
+    ended_runs = {t.rsplit("-m", 1)[0] for t in ended} if packs else set(ended)
+    return {k: v for k, v in checkpoint_steps(study_dir).items() if k not in ended_runs and v < steps}
+
+
+def kill_midway(cli: Cli, spec: dict[str, Any], packs: bool) -> tuple[Path, list[str], dict[str, int]]:
+    """Run ``spec`` until a trial has ended and another Ray trial has a checkpoint, then kill the
+    driver, its local Ray and the workers; return the study folder, the ended trials and the
+    interrupted Ray trials with their checkpoint steps."""
+    study_dir = cli.cwd / "study"
+    driver = cli.popen("run", cli.write_spec(spec), "--study-dir", study_dir)
+    steps = spec["training"]["steps"]
+    reached = wait_for(lambda: bool(ended_trials(study_dir) and interrupted_runs(study_dir, steps, packs)), 400, driver)
+    assert reached and driver.poll() is None, driver.communicate()[0][-3000:] if driver.poll() is not None else ""
+    kill_study(driver, study_dir)
+    return study_dir, ended_trials(study_dir), interrupted_runs(study_dir, steps, packs)
+
+
+class ResumeCheck:
+    """``vae-study resume`` of a killed study, and the checks every resumed study must pass."""
+
+    def __init__(self, cli: Cli, study_dir: Path, name: str) -> None:
+        self.cli, self.study_dir, self.name = cli, study_dir, name
+
+    def resume(self, expected: int) -> Any:
+        """Resume; exactly ``expected`` trials end, all completed, each once; returns the parquet."""
+        from analysis import load_results
+
+        proc = self.cli.run("resume", self.study_dir)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        assert f"{expected} completed" in proc.stdout, proc.stdout[-2000:]
+        df = load_results(self.study_dir)
+        assert len(df) == expected and df["trial_id"].is_unique and (df["status"] == "completed").all()
+        return df
+
+    def one_finished_run_per_trial(self, df: Any) -> StudyRuns:
+        runs = StudyRuns.of(self.study_dir, self.name)
+        assert runs.parent.info.status == "FINISHED"
+        assert sorted(runs.by_trial) == sorted(df["trial_id"]) and len(runs.children) == len(df)  # no duplicates
+        assert {c.info.run_id for c in runs.children} == set(df["mlflow_run_id"])
+        assert all(c.info.status == "FINISHED" for c in runs.children)
+        return runs
+
+    def optuna_matches_the_parquet(self, df: Any) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        study = optuna.load_study(study_name=self.name, storage=f"sqlite:///{self.study_dir / 'optuna.db'}")
+        states = [t.state for t in study.get_trials()]
+        assert states.count(TrialState.COMPLETE) == len(df) and TrialState.RUNNING not in states
+        told = sorted(tuple(t.values) for t in study.get_trials() if t.state == TrialState.COMPLETE)
+        assert told == sorted(zip(df["recon"], df["mig"], strict=True))

@@ -6,9 +6,6 @@ import torch
 
 from trainers.data import ProceduralDSprites, make_dataset
 
-# One worker runs the module: its module-scoped fixture is made once.
-pytestmark = pytest.mark.xdist_group("dsprites")
-
 
 @pytest.fixture(scope="module")
 def data():

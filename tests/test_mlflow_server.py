@@ -10,8 +10,7 @@ from scaffold import Cli, tiny_spec
 
 from analysis import load_results
 
-# One worker runs the module: its module-scoped fixture is made once.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("mlflow_server")]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from analysis import load_results
 from study.folder import StudyFolder
 from trainers.checkpoint import load_checkpoint
 
-# One worker runs the module: its module-scoped fixture is made once.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("tiny_study")]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

@@ -172,6 +172,4 @@ class TrainConfig(TrainingOptions):
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{unknown[0]}: not a training option")
-        data = dict(data)
-        data["eval"] = EvalConfig(**data.get("eval", {}))
-        return cls(**data)
+        return cls(**data)  # __post_init__ makes ``eval`` an EvalConfig
