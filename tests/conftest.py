@@ -124,9 +124,10 @@ def restartable_mlflow_server(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Integration tests first: with several workers, the long ones start early and the unit
-    tests fill the gaps (the same order in every worker, as xdist requires)."""
-    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+    """Long tests first, then the other integration tests, then unit tests: with several
+    workers the long ones start early and the short ones fill the gaps (the same order in
+    every worker, as xdist requires)."""
+    items.sort(key=lambda item: (not item.get_closest_marker("long"), not item.get_closest_marker("integration")))
 
 
 @pytest.fixture()

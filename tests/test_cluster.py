@@ -22,7 +22,7 @@ from scaffold import Cli, StudyRuns, free_port, tiny_spec
 
 from analysis import load_results
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 RAY = str(Path(sys.executable).with_name("ray"))
 

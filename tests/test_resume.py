@@ -6,7 +6,7 @@ Packed studies: test_resume_packed.py."""
 import pytest
 from scaffold import ResumeCheck, kill_midway, tiny_spec
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 
 def test_an_unpacked_optuna_study_resumes_with_exactly_its_trials(cli):

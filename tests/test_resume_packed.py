@@ -7,7 +7,7 @@ from scaffold import ResumeCheck, kill_midway, tiny_spec
 
 from study.folder import StudyFolder
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 
 def test_a_packed_grid_study_resumes_its_packs_as_packs(cli):
