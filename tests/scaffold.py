@@ -3,7 +3,9 @@ the CLI runner, the MLflow recorder and the whole-study kill."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import os
 import signal
@@ -77,6 +79,16 @@ class Cli:
         return subprocess.run(
             self.command(*args), capture_output=True, text=True, cwd=self.cwd, timeout=timeout, env=env or self.env
         )
+
+    def call(self, *args: Any) -> subprocess.CompletedProcess:
+        """The same command in this process (``study.cli.main``), for commands that start no study:
+        no interpreter start-up, the same exit code and output."""
+        from study.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in args])
+        return subprocess.CompletedProcess(self.command(*args), code, out.getvalue(), err.getvalue())
 
     def popen(self, *args: Any, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Started in a session of its own, so that :func:`kill_study` can end it with its local Ray."""

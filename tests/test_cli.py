@@ -1,4 +1,7 @@
-"""The CLI's bad-input contract: exit code 2, an error naming the field or file, nothing written."""
+"""The CLI's bad-input contract: exit code 2, an error naming the field or file, nothing written.
+
+Commands that start no study run in this process (``cli.call``); the last test runs the real
+``python -m study.cli`` process."""
 
 import pytest
 
@@ -24,7 +27,7 @@ objectives: [{name: recon, mode: min}]
 def test_bad_spec_exits_2_names_the_field_and_writes_nothing(cli, tmp_path, text, expected):
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)
-    result = cli.run("run", spec, "--study-dir", tmp_path / "study")
+    result = cli.call("run", spec, "--study-dir", tmp_path / "study")
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr and str(spec) in result.stderr
     assert not (tmp_path / "study").exists()
@@ -32,9 +35,9 @@ def test_bad_spec_exits_2_names_the_field_and_writes_nothing(cli, tmp_path, text
 
 
 def test_missing_spec_file_and_non_study_folder(cli, tmp_path):
-    result = cli.run("run", tmp_path / "nope.yaml")
+    result = cli.call("run", tmp_path / "nope.yaml")
     assert result.returncode == 2 and "nope.yaml: cannot read spec" in result.stderr
-    result = cli.run("export", tmp_path)
+    result = cli.call("export", tmp_path)
     assert result.returncode == 2 and "not a study folder" in result.stderr
 
 
@@ -44,7 +47,7 @@ def test_a_used_study_folder_is_never_overwritten(cli, tmp_path):
     used = tmp_path / "study"
     used.mkdir()
     (used / "results.parquet").write_text("precious")
-    result = cli.run("run", spec, "--study-dir", used)
+    result = cli.call("run", spec, "--study-dir", used)
     assert result.returncode == 2 and "already holds files" in result.stderr
     assert (used / "results.parquet").read_text() == "precious"
 

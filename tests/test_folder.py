@@ -50,7 +50,7 @@ def test_export_status_and_resume_refuse_a_truncated_record_by_name(cli, tmp_pat
     trial = folder.trial("abc").create()
     trial.result_file.write_text('{"trial_id": "abc", "sta')
     for command in ("export", "status", "resume"):
-        proc = cli.run(command, folder.root)
+        proc = cli.call(command, folder.root)
         assert proc.returncode == 2, (command, proc.stderr[-2000:])
         assert f"{trial.result_file}: not a readable JSON file" in proc.stderr, (command, proc.stderr[-2000:])
     assert not folder.results.exists()  # nothing written

@@ -32,7 +32,7 @@ def _study(tmp_path, n=24):
 
 def test_report_contains_every_figure_and_table(cli, tmp_path):
     study_dir = _study(tmp_path)
-    result = cli.run("report", study_dir)
+    result = cli.call("report", study_dir)
     assert result.returncode == 0, result.stderr
     page = (study_dir / "report.html").read_text()
     for figure in ("pareto", "recon_vs_parameters", "mig_vs_parameters", "recon_seed_spread", "mig_seed_spread",
@@ -46,7 +46,7 @@ def test_report_contains_every_figure_and_table(cli, tmp_path):
 
 
 def test_report_needs_results(cli, tmp_path):
-    result = cli.run("report", tmp_path)
+    result = cli.call("report", tmp_path)
     assert result.returncode == 2 and "no results.parquet" in result.stderr
 
 
@@ -73,7 +73,7 @@ def test_report_ranks_configurations_by_udr(cli, tmp_path):
             },
         )  # fmt: skip
     export_results(tmp_path, [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}])
-    result = cli.run("report", tmp_path)
+    result = cli.call("report", tmp_path)
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "report.html").read_text()
     table = page[page.index("<h2>UDR") :]

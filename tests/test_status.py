@@ -43,10 +43,10 @@ def test_status_counts_best_and_eta(tmp_path):
 
 def test_status_command(cli, tmp_path):
     study_dir = _study(tmp_path)
-    result = cli.run("status", study_dir)
+    result = cli.call("status", study_dir)
     assert result.returncode == 0, result.stderr
     assert "6 planned: 2 completed, 1 failed, 0 crashed, 1 running, 2 pending" in result.stdout
     assert "running   d at step 40 of 100" in result.stdout
     assert "best      recon = 80 (minimised) in trial b" in result.stdout
-    bad = cli.run("status", tmp_path / "trials")
+    bad = cli.call("status", tmp_path / "trials")
     assert bad.returncode == 2 and "not a study folder" in bad.stderr

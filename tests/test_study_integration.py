@@ -97,7 +97,7 @@ def test_history_parquet_holds_every_logged_term(tiny_study):
 
 def test_status_of_a_finished_study(tiny_study, cli):
     _, study_dir = tiny_study
-    proc = cli.run("status", study_dir)
+    proc = cli.call("status", study_dir)
     assert proc.returncode == 0, proc.stderr
     assert "3 planned: 3 completed, 0 failed, 0 crashed, 0 running, 0 pending" in proc.stdout
     assert "best      mig = " in proc.stdout
@@ -136,7 +136,7 @@ def test_export_is_idempotent(tiny_study, cli):
     _, study_dir = tiny_study
     before = pq.read_table(study_dir / "results.parquet")
     history = pq.read_table(study_dir / "history.parquet")
-    proc = cli.run("export", study_dir)
+    proc = cli.call("export", study_dir)
     assert proc.returncode == 0, proc.stderr
     assert pq.read_table(study_dir / "results.parquet").equals(before)
     assert pq.read_table(study_dir / "history.parquet").equals(history)
