@@ -30,16 +30,16 @@ demo: install
 PYTEST_WORKERS ?= 2
 
 test: install lint
-	$(PY) -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadscope
+	$(PY) -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 lint: install
 	$(VENV)/bin/ruff check .
 
 unit: install
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope -m "not integration"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder -m "not integration"
 
 integration: install
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope -m integration
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder -m integration
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -25,7 +25,7 @@ import pandas as pd
 
 from analysis.pareto import normalize_objectives, pareto_front
 from analysis.plots import plot_pareto
-from analysis.results import load_results
+from analysis.results import REPORT_FILE, load_results
 from analysis.summaries import metric_distributions, rank_correlations, variance_explained
 from analysis.udr import configuration_columns
 
@@ -101,10 +101,6 @@ def udr_table(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
         seeds=("udr", "size"), udr=("udr", "median"), **{n: (n, "median") for n in objectives if n in df.columns}
     )
     return table.sort_values("udr", ascending=False)
-
-
-#: The report's file name inside a study folder.
-REPORT_FILE = "report.html"
 
 
 def report_html(df: pd.DataFrame, title: str) -> str:

@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 SUPPORTED_SCHEMA_VERSIONS = {1}
-#: File names inside a study folder (study.folder owns the folder; analysis reads these two).
-RESULTS_FILE, HISTORY_FILE = "results.parquet", "history.parquet"
+#: File names inside a study folder (study.folder owns the folder; analysis reads and writes these).
+RESULTS_FILE, HISTORY_FILE, REPORT_FILE = "results.parquet", "history.parquet", "report.html"
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

@@ -34,9 +34,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from analysis.report import REPORT_FILE
 from analysis.results import HISTORY_FILE as HISTORY_PARQUET
-from analysis.results import RESULTS_FILE
+from analysis.results import REPORT_FILE, RESULTS_FILE
 
 SPEC_YAML, SPEC_JSON, STUDY_RUN = "spec.yaml", "spec.json", "study_run.json"
 MLFLOW_DB, MLFLOW_ARTIFACTS, OPTUNA_DB = "mlflow.db", "mlartifacts", "optuna.db"
@@ -54,7 +53,7 @@ class TrialStatus(StrEnum):
     """How a trial stands; the same word in result.json, the parquet, MLflow's ``status`` tag and the log.
 
     Its MLflow run status and Optuna state follow from it (:attr:`mlflow_status`,
-    ``study.searchers.optuna_state``).
+    ``study.searchers.OPTUNA_STATES``).
     """
 
     RUNNING = "running"
@@ -173,6 +172,13 @@ class TrialRecord:
 
     def __post_init__(self) -> None:
         self.status = TrialStatus(self.status)
+        for name in ("params", "terms", "metrics", "artifacts"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name}: must be a mapping, got {getattr(self, name)!r}")
+        for name in ("terms", "metrics"):
+            for key, value in getattr(self, name).items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"{name}.{key}: must be a number, got {value!r}")
 
     @property
     def values(self) -> dict[str, float]:
@@ -216,9 +222,13 @@ class TrialFolder:
         write_json_atomic(self.plan_file, asdict(plan))
 
     def read_record(self) -> TrialRecord | None:
+        """The trial's record (None: it has not ended)."""
         if not self.result_file.exists():
             return None
-        return _from_dict(TrialRecord, read_json(self.result_file), self.result_file)
+        record = _from_dict(TrialRecord, read_json(self.result_file), self.result_file)
+        if not record.status.ended:
+            raise RecordError(f"{self.result_file}: status {record.status} (a record is written when a trial ends)")
+        return record
 
     def write_record(self, record: TrialRecord) -> None:
         write_json_atomic(self.result_file, asdict(record))
@@ -237,22 +247,27 @@ class TrialFolder:
 
     def append_history(self, step: int, terms: Mapping[str, float], split: str) -> None:
         """One JSON line per report: the trial's own record of its term histories."""
-        with self.history_file.open("a") as out:
-            out.write(json.dumps({"step": step, "split": split, "terms": dict(terms)}) + "\n")
+        with self.history_file.open("a+b") as out:
+            # A kill mid-write leaves a line cut short: end it, so the next line stands on its own.
+            if out.tell() and (out.seek(out.tell() - 1), out.read(1))[1] != b"\n":
+                out.write(b"\n")
+            out.write(json.dumps({"step": step, "split": split, "terms": dict(terms)}).encode() + b"\n")
 
     def history(self) -> Iterator[dict[str, Any]]:
-        """The lines of ``history.jsonl`` (a line cut short by a kill mid-write is skipped)."""
+        """The lines of ``history.jsonl``; a line cut short by a kill mid-write is skipped."""
         if not self.history_file.exists():
             return
-        lines = self.history_file.read_text().splitlines()
+        raw = self.history_file.read_text()
+        lines = raw.splitlines()
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 yield json.loads(line)
             except json.JSONDecodeError:
-                if number == len(lines):
-                    return  # the last line, cut short by a kill: nothing after it
+                # Cut short by a kill: the last line, or one the next write ended (append_history).
+                if number == len(lines) or not line.rstrip().endswith("}"):
+                    continue
                 raise RecordError(f"{self.history_file}: line {number} is not JSON") from None
 
     def last_step(self) -> int:
@@ -292,10 +307,6 @@ class StudyFolder:
             return []
         return [TrialFolder(p) for p in sorted(self.trials_dir.iterdir()) if p.is_dir()]
 
-    def records(self) -> list[TrialRecord]:
-        """The records of every ended trial, in trial-id order."""
-        return [r for r in (t.read_record() for t in self.trials()) if r is not None]
-
     def run_dir(self, pack_id: str, size: int) -> Path:
         """Where a Ray trial keeps its checkpoint: its trial's folder for a pack of one, else ``packs/<id>``."""
         return self.trials_dir / pack_id if size == 1 else self.packs_dir / pack_id
@@ -312,6 +323,11 @@ class StudyFolder:
 def member_id(pack_id: str, index: int, size: int) -> str:
     """The trial id of member ``index`` of a pack: the pack's own id for a pack of one."""
     return pack_id if size == 1 else f"{pack_id}-m{index}"
+
+
+def member_name(pack_name: str, index: int, size: int) -> str:
+    """The MLflow run name of member ``index`` of a pack named ``pack_name`` (Tune's trial name)."""
+    return pack_name if size == 1 else f"{pack_name}-m{index}"
 
 
 # -- checkpoints --------------------------------------------------------------------------

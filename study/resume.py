@@ -40,7 +40,7 @@ from study.searchers import (
     plan_member,
 )
 from study.space import grid_points, make_storage
-from study.spec import SpecError, StudySpec
+from study.spec import SpecError, stored_spec
 from study.tracking import StudyRun
 
 
@@ -81,7 +81,7 @@ def _next_experiment() -> str:
 def resume_study(study_dir: Path, address: str | None = None) -> StudyOutcome:
     """See the module docstring."""
     folder = StudyFolder(study_dir.resolve())
-    spec = StudySpec.model_validate(folder.read_spec())
+    spec = stored_spec(folder.read_spec(), str(folder.spec_json))
     if not folder.study_run.is_file():
         raise SpecError(f"{folder.root}: not a resumable study folder (no {folder.study_run.name} inside)")
     study_run = StudyRun(**read_json(folder.study_run))

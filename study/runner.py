@@ -30,7 +30,7 @@ from analysis.plots import plot_pareto
 from analysis.report import write_report
 from analysis.results import load_results
 from study.export import export_results
-from study.folder import StudyFolder, TrialRecord, TrialStatus, write_json_atomic
+from study.folder import StudyFolder, TrialRecord, TrialStatus, member_name, write_json_atomic
 from study.searchers import GridSource, OptunaSource, PackSearcher, optuna_study, pack_plans
 from study.space import grid_points, make_storage
 from study.spec import SpecError, StudySpec
@@ -66,21 +66,21 @@ class RecordUnended(tune.Callback):
     def __init__(self, folder: StudyFolder, spec: StudySpec, tracking_uri: str) -> None:
         self.folder, self.spec, self.tracking_uri = folder, spec, tracking_uri
 
-    def _record(self, trial: Any, status: TrialStatus, reason: str) -> list[TrialRecord]:
-        written = []
+    def _record(self, trial: Any, status: TrialStatus, reason: str) -> None:
         for plan in pack_plans(trial.config, trial.trial_id):
             member = self.folder.trial(plan.trial_id).create()
             if member.result_file.exists():
                 continue
-            params = flat_weights(self.spec.point_train_config(plan.point).weights)
+            if not member.plan_file.exists():  # crashed before it wrote its plan: resume must see it taken
+                member.write_plan(plan)
             record = TrialRecord(
                 trial_id=plan.trial_id,
                 status=status,
-                trial_name=str(trial) if plan.pack_size == 1 else f"{trial}-m{plan.member}",
+                trial_name=member_name(str(trial), plan.member, plan.pack_size),
                 failure_reason=reason,
                 variant=plan.point["variant"],
                 seed=plan.point["seed"],
-                params=params,
+                params=flat_weights(self.spec.point_train_config(plan.point).weights),
                 steps=self.spec.training.steps,
                 mlflow_run_id=member.mlflow_run_id(),
                 finished_at=time.time(),
@@ -88,8 +88,18 @@ class RecordUnended(tune.Callback):
                 pack_size=plan.pack_size,
             )
             member.write_record(record)
-            written.append(record)
-        return written
+            if record.mlflow_run_id is not None:
+                self._end_run(record)
+
+    def _end_run(self, record: TrialRecord) -> None:
+        """The member's MLflow run ends as its record says (the worker that would have ended it is gone)."""
+        try:
+            client = MlflowClient(self.tracking_uri)
+            tags = {"status": str(record.status), "failure_reason": record.failure_reason or ""}
+            log_params_and_tags(client, record.mlflow_run_id, {}, tags)  # type: ignore[arg-type]
+            client.set_terminated(record.mlflow_run_id, record.status.mlflow_status)  # type: ignore[arg-type]
+        except Exception as error:  # the record is written; the run's status is cosmetic
+            log.warning("could not end MLflow run %s as %s: %s", record.mlflow_run_id, record.status, error)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error = trial.get_error()
@@ -107,17 +117,7 @@ class RecordUnended(tune.Callback):
             reason = (
                 f"stopped early by {stopping.scheduler} at step {step} ({stopping.metric}={last[stopping.metric]:.6g})"
             )
-        for record in self._record(trial, TrialStatus.PRUNED, reason):
-            if record.mlflow_run_id is None:
-                continue
-            try:
-                client = MlflowClient(self.tracking_uri)
-                log_params_and_tags(
-                    client, record.mlflow_run_id, {}, {"status": str(record.status), "failure_reason": reason}
-                )
-                client.set_terminated(record.mlflow_run_id, record.status.mlflow_status)
-            except Exception as error:  # the record is written; the tag is cosmetic
-                log.warning("could not mark MLflow run %s pruned: %s", record.mlflow_run_id, error)
+        self._record(trial, TrialStatus.PRUNED, reason)
 
 
 def make_scheduler(spec: StudySpec) -> tune.schedulers.TrialScheduler | None:
@@ -244,7 +244,7 @@ def run_study(
         study = optuna_study(spec, make_storage(spec, folder.root))
         source = OptunaSource(spec, study, budget, persistent=spec.search.storage is not None)
     searcher = PackSearcher(source, spec.pack_size())
-    return launch(spec, folder, study_run, searcher, budget, address, "ray")
+    return launch(spec, folder, study_run, searcher, budget, address, folder.ray.name)
 
 
 def launch(

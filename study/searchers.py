@@ -79,6 +79,9 @@ class Source(Protocol):
         """The next member, or None when the source has no more."""
 
     def tell(self, member: Mapping[str, Any], status: TrialStatus, values: Mapping[str, float] | None) -> None: ...
+    def report(self, member: Mapping[str, Any], step: int, values: Mapping[str, float]) -> None:
+        """An intermediate result of a member still training."""
+
     def get_state(self) -> dict[str, Any]: ...
     def set_state(self, state: dict[str, Any]) -> None: ...
 
@@ -97,6 +100,9 @@ class GridSource:
         return {"point": self.points[self.next - 1]}
 
     def tell(self, member: Mapping[str, Any], status: TrialStatus, values: Mapping[str, float] | None) -> None:
+        pass
+
+    def report(self, member: Mapping[str, Any], step: int, values: Mapping[str, float]) -> None:
         pass
 
     def get_state(self) -> dict[str, Any]:
@@ -124,6 +130,7 @@ class OptunaSource:
         self.token = uuid.uuid4().hex
         self.asked = 0
         self.added: set[tuple[str, int]] = set()  # (token, number) of members added to an in-memory study
+        self.running: dict[int, optuna.Trial] = {}  # trials asked here and not yet told, by number
 
     def ask(self) -> dict[str, Any] | None:
         if self.asked >= self.budget:
@@ -131,6 +138,7 @@ class OptunaSource:
         trial = self.study.ask()
         fixed = self.space(trial)
         self.asked += 1
+        self.running[trial.number] = trial
         info = {
             "number": trial.number,
             "asked_by": self.token,
@@ -153,6 +161,7 @@ class OptunaSource:
         if self.persistent or info.get("asked_by") == self.token:
             # Telling a trial that already ended (told before a driver died) changes nothing.
             self.study.tell(info["number"], objective_values, state=state, skip_if_finished=True)
+            self.running.pop(info["number"], None)
             return
         key = (str(info.get("asked_by")), int(info["number"]))
         if key in self.added:
@@ -168,6 +177,15 @@ class OptunaSource:
                 },
             )
         )
+
+    def report(self, member: Mapping[str, Any], step: int, values: Mapping[str, float]) -> None:
+        """The objective at a checkpoint, as Optuna's intermediate value (single-objective studies,
+        as Optuna allows): a trial stopped early keeps it, and samplers and pruners can use it."""
+        info = member.get("optuna") or {}
+        trial = self.running.get(info.get("number", -1)) if info.get("asked_by") == self.token else None
+        if trial is None or len(self.objectives) != 1 or self.objectives[0] not in values:
+            return
+        trial.report(float(values[self.objectives[0]]), step)
 
     def fail_orphans(self, waiting: set[int]) -> None:
         """Tell FAIL to trials a persistent storage shows RUNNING that no member will finish
@@ -235,6 +253,10 @@ class PackSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         self._note(trial_id, result)
+        members = self.live.get(trial_id, [])
+        if len(members) == 1 and "step" in result and not result.get("final"):
+            # A pack of one reports its member's training terms at the top of each checkpoint.
+            self.source.report(members[0], int(result["step"]), result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if result:

@@ -553,6 +553,25 @@ def parse_spec(data: Any, source: str = "<spec>") -> StudySpec:
     return spec
 
 
+def stored_spec(data: Any, source: str) -> StudySpec:
+    """A study's resolved spec as its folder stores it (``spec.json``), validated like a new one.
+
+    Folders written before ``evaluation.metric_options`` carry ``mig_points``/``mig_bins``
+    (every resolved spec held them); they become MIG's options here, so old studies still
+    resume, export and report.  Only a spec a user writes is refused for them.
+    """
+    evaluation = data.get("evaluation") if isinstance(data, dict) else None
+    if isinstance(evaluation, dict) and any(name in evaluation for name in REPLACED_EVALUATION_FIELDS):
+        evaluation = dict(evaluation)
+        mig = {f"num_{name[4:]}": evaluation.pop(name) for name in REPLACED_EVALUATION_FIELDS if name in evaluation}
+        if "mig" in evaluation.get("metrics", ["mig"]):
+            options = dict(evaluation.get("metric_options") or {})
+            options["mig"] = {**mig, **options.get("mig", {})}
+            evaluation["metric_options"] = options
+        data = {**data, "evaluation": evaluation}
+    return parse_spec(data, source)
+
+
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a YAML spec file."""
     path = Path(path)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from study.folder import ENDED_STATUSES, StudyFolder, TrialStatus
 from study.space import grid_points
-from study.spec import StudySpec
+from study.spec import stored_spec
 
 
 @dataclass
@@ -33,7 +33,7 @@ class StudyStatus:
 
 def study_status(study_dir: Path) -> StudyStatus:
     folder = StudyFolder(study_dir)
-    spec = StudySpec.model_validate(folder.read_spec())
+    spec = stored_spec(folder.read_spec(), str(folder.spec_json))
     total = len(grid_points(spec)) if spec.search.mode == "grid" else spec.search.num_trials
     counts = dict.fromkeys(ENDED_STATUSES, 0)
     running: dict[str, int] = {}

@@ -41,6 +41,7 @@ from study.folder import (
     TrialStatus,
     checkpoint_dir,
     checkpoint_step,
+    member_name,
     replace_dir,
     write_json_atomic,
 )
@@ -205,7 +206,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         return
 
     train_configs = [spec.point_train_config(plan.point) for plan in plans]
-    run_dir = folder.run_dir(plans[0].pack_id, len(plans))
+    run_dir = folder.run_dir(plans[0].pack_id, plans[0].pack_size)
     run_dir.mkdir(parents=True, exist_ok=True)
     resume = latest_checkpoint(run_dir, tune.get_checkpoint())
     resumed_from = int(resume["step"]) if resume else 0
@@ -220,7 +221,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         if run_id is None and started_before[k]:
             # Killed between opening its run and writing trial.json: find the run by its tag.
             run_id = find_trial_run(context.tracking, plan.trial_id)
-        name = trial_name if len(plans) == 1 else f"{trial_name}-m{k}"
+        name = member_name(trial_name, plan.member, plan.pack_size)
         tracker, record = open_member_tracking(context, plan, name, train_config, member, run_id)
         record.resumed_from_step = resumed_from
         trackers.append(tracker)

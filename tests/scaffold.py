@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 from mlflow.tracking import MlflowClient
 
+from study.folder import StudyFolder, checkpoint_dir, checkpoint_step
+
 #: A study small enough for the suite: 20 steps of a 4-latent β-VAE, three trials.
 TINY: dict[str, Any] = {
     "name": "tiny",
@@ -127,7 +129,7 @@ class StudyRuns:
     @classmethod
     def of(cls, study_dir: Path, experiment: str = "tiny") -> StudyRuns:
         """The runs of a study tracked in its own folder (``mlflow.db``)."""
-        return cls(f"sqlite:///{study_dir / 'mlflow.db'}", experiment)
+        return cls(f"sqlite:///{StudyFolder(study_dir).mlflow_db}", experiment)
 
     @property
     def parent(self) -> Any:
@@ -155,17 +157,14 @@ def wait_for(condition: Callable[[], bool], timeout: float, proc: subprocess.Pop
 
 def checkpoint_steps(study_dir: Path) -> dict[str, int]:
     """The step of every Ray trial's checkpoint: a pack's under ``packs/``, a pack of one's in its trial folder."""
-    steps = {}
-    for meta in [*study_dir.glob("packs/*/checkpoint/trial.json"), *study_dir.glob("trials/*/checkpoint/trial.json")]:
-        try:
-            steps[meta.parent.parent.name] = json.loads(meta.read_text())["step"]
-        except (ValueError, KeyError, OSError):
-            pass  # being written
-    return steps
+    folder = StudyFolder(study_dir)
+    runs = [*folder.packs_dir.glob("*"), *(t.path for t in folder.trials())]
+    steps = {run.name: checkpoint_step(checkpoint_dir(run)) for run in runs}
+    return {name: step for name, step in steps.items() if step is not None}
 
 
 def ended_trials(study_dir: Path) -> list[str]:
-    return sorted(p.parent.name for p in study_dir.glob("trials/*/result.json"))
+    return [t.trial_id for t in StudyFolder(study_dir).trials() if t.result_file.exists()]
 
 
 def kill_study(driver: subprocess.Popen, study_dir: Path) -> None:
@@ -197,7 +196,9 @@ def kill_midway(cli: Cli, spec: dict[str, Any], packs: bool) -> tuple[Path, list
     reached = wait_for(lambda: bool(ended_trials(study_dir) and interrupted_runs(study_dir, steps, packs)), 400, driver)
     assert reached and driver.poll() is None, driver.communicate()[0][-3000:] if driver.poll() is not None else ""
     kill_study(driver, study_dir)
-    return study_dir, ended_trials(study_dir), interrupted_runs(study_dir, steps, packs)
+    interrupted = interrupted_runs(study_dir, steps, packs)
+    assert interrupted, "killed with no Ray trial interrupted after a checkpoint"
+    return study_dir, ended_trials(study_dir), interrupted
 
 
 class ResumeCheck:
@@ -229,7 +230,7 @@ class ResumeCheck:
         import optuna
         from optuna.trial import TrialState
 
-        study = optuna.load_study(study_name=self.name, storage=f"sqlite:///{self.study_dir / 'optuna.db'}")
+        study = optuna.load_study(study_name=self.name, storage=f"sqlite:///{StudyFolder(self.study_dir).optuna_db}")
         states = [t.state for t in study.get_trials()]
         assert states.count(TrialState.COMPLETE) == len(df) and TrialState.RUNNING not in states
         told = sorted(tuple(t.values) for t in study.get_trials() if t.state == TrialState.COMPLETE)

@@ -60,5 +60,7 @@ def test_stopped_trials_are_pruned_everywhere_and_never_complete(cli):
     study = optuna.load_study(study_name="stopping", storage=f"sqlite:///{study_dir / 'optuna.db'}")
     states = sorted(t.state.name for t in study.get_trials())
     assert states == sorted(["PRUNED"] * len(pruned) + ["COMPLETE"] * len(completed))
+    # Each stopped trial keeps the objective it had at its checkpoints as Optuna's intermediate values.
+    assert all(t.intermediate_values for t in study.get_trials() if t.state == TrialState.PRUNED)
     complete_values = sorted(t.value for t in study.get_trials() if t.state == TrialState.COMPLETE)
     assert complete_values == pytest.approx(sorted(completed["recon"]))

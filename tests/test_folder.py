@@ -30,6 +30,9 @@ def test_a_record_round_trips_and_flattens_into_its_parquet_row(tmp_path):
         ('["abc"]', "expected a JSON object"),
         ('{"trial_id": "abc"}', "lacks status"),
         ('{"trial_id": "abc", "status": "finished"}', "'finished' is not a valid TrialStatus"),
+        ('{"trial_id": "abc", "status": "completed", "terms": null}', "terms: must be a mapping"),
+        ('{"trial_id": "abc", "status": "completed", "metrics": {"mig": "high"}}', "metrics.mig: must be a number"),
+        ('{"trial_id": "abc", "status": "running"}', "status running"),
     ],
 )
 def test_a_malformed_record_names_its_file(tmp_path, text, problem):
@@ -74,13 +77,14 @@ def test_plans_and_ids_of_packs(tmp_path):
         trial.read_plan()
 
 
-def test_a_history_line_cut_short_by_a_kill_is_skipped_only_at_the_end(tmp_path):
+def test_a_history_line_cut_short_by_a_kill_is_ended_and_skipped(tmp_path):
     trial = StudyFolder(tmp_path).trial("t").create()
     trial.append_history(10, {"recon": 1.0}, "train")
-    trial.append_history(20, {"recon": 0.5}, "train")
     with trial.history_file.open("a") as out:
-        out.write('{"step": 30, "spl')
-    assert trial.last_step() == 20
-    trial.history_file.write_text('{"step": 10, "spl\n{"step": 20, "split": "train", "terms": {}}\n')
+        out.write('{"step": 20, "spl')  # killed mid-write
+    assert trial.last_step() == 10
+    trial.append_history(20, {"recon": 0.5}, "train")  # the resumed trial writes on
+    assert [entry["step"] for entry in trial.history()] == [10, 20]
+    trial.history_file.write_text('{"step": 10, "split": "train", "terms": {"recon": 1}, }\n{"step": 20}\n')
     with pytest.raises(RecordError, match=r"history\.jsonl: line 1 is not JSON"):
         list(trial.history())
