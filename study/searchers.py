@@ -261,6 +261,10 @@ class PackSearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if result:
             self._note(trial_id, result)
+            members = self.live.get(trial_id, [])
+            if len(members) == 1 and "step" in result and not result.get("final"):
+                # Stopped by a scheduler at this report (Tune then skips on_trial_result): keep its value.
+                self.source.report(members[0], int(result["step"]), result)
         seen = self.outcomes.pop(trial_id, {})
         # A member without a reported end: the pack crashed (error) or was stopped early.
         unreported = member_outcome(TrialStatus.ERROR if error else TrialStatus.PRUNED, None)

@@ -137,3 +137,17 @@ def test_a_persistent_study_is_told_in_place_and_orphans_fail(tmp_path):
     assert trials[unknown_end["optuna"]["number"]].values == [70.0, 0.4]
     assert trials[interrupted["optuna"]["number"]].state == TrialState.RUNNING  # told when its pack ends
     assert trials[orphan["optuna"]["number"]].state == TrialState.FAIL
+
+
+def test_a_pack_of_one_gives_optuna_its_intermediate_objective_even_when_stopped():
+    spec = parse_spec(
+        {**SPEC, "variants": {"beta_vae": SPEC["variants"]["beta_vae"]}, "objectives": [SPEC["objectives"][0]]}
+    )
+    study = optuna_study(spec, None)
+    searcher = PackSearcher(OptunaSource(spec, study, budget=1, persistent=False), size=1)
+    searcher.suggest("a")
+    searcher.on_trial_result("a", {"step": 20, "recon": 5.0, "final": 0})
+    # Tune stops a trial at a report by calling on_trial_complete with it (not on_trial_result).
+    searcher.on_trial_complete("a", {"step": 40, "recon": 4.0, "final": 0})
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {20: 5.0, 40: 4.0}
