@@ -12,13 +12,11 @@ export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=4294967296:glibc.malloc.tri
 
 .PHONY: install demo test lint unit integration clean
 
-# --no-compile: Python compiles what it imports on first use; compiling every module of
-# every dependency up front costs the install tens of seconds.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile "$(TORCH)"
-	$(PY) -m pip install --quiet --no-compile -e ".[dev]"
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
