@@ -36,7 +36,8 @@ def write_trials(root: Path, trials: int, logs: int) -> None:
             "variant": "beta_vae", "seed": i % 5, "steps": logs * 10,
             "params": {"beta.schedule": "constant", "beta.value": float(rng.uniform(1, 16))},
             "terms": terms, "metrics": {"mig": float(rng.random())}, "mlflow_run_id": f"{i:032x}",
-            "checkpoint": str(folder / "artifacts" / "model.pt"), "train_seconds": 100.0, "eval_seconds": 5.0,
+            "artifacts": {"checkpoint": str(folder / "artifacts" / "model.pt")},
+            "train_seconds": 100.0, "eval_seconds": 5.0,
             "images_per_second": 1000.0, "started_at": 0.0, "finished_at": 105.0, "resumed_from_step": 0,
         }  # fmt: skip
         (folder / "result.json").write_text(json.dumps(record))
