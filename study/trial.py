@@ -200,9 +200,10 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             member.write_plan(plan)
     ended = [member.read_record() for member in members]
     objectives = [o.name for o in spec.objectives]
-    if all(record is not None for record in ended):
+    written = [record for record in ended if record is not None]
+    if len(written) == len(members):
         # Finished before its driver learnt of it: report what the members wrote, train nothing.
-        tune.report(final_report(spec, ended))  # type: ignore[arg-type]
+        tune.report(final_report(spec, written))
         return
 
     train_configs = [spec.point_train_config(plan.point) for plan in plans]
@@ -213,9 +214,10 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     trackers: list[TrialTracker | None] = []
     records: list[TrialRecord] = []
     for k, (plan, member, train_config) in enumerate(zip(plans, members, train_configs, strict=True)):
-        if ended[k] is not None:  # ended before this retry: its record stands
+        previous = ended[k]
+        if previous is not None:  # ended before this retry: its record stands
             trackers.append(None)
-            records.append(ended[k])  # type: ignore[arg-type]
+            records.append(previous)
             continue
         run_id = member.mlflow_run_id()
         if run_id is None and started_before[k]:
