@@ -18,10 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from trainers.config import EvalConfig, TrainConfig, TrainingOptions
+from trainers.config import EvalConfig, ModelOptions, TrainConfig, TrainingOptions
 from trainers.data import DATASETS, DataFileError, make_dataset
 from trainers.metrics import METRICS
-from trainers.models import KERNEL_CHOICES
 from trainers.objectives import OBJECTIVES, make_objective, variant_term_names
 from trainers.schedules import FAMILIES, Schedule, ScheduleError
 
@@ -96,11 +95,6 @@ class VariantSpec(_Model):
     _shorthand = model_validator(mode="before")(_expand_weight_shorthand)
 
 
-class ModelSpec(_Model):
-    latent_dim: int = Field(10, ge=2)
-    kernels: Literal[KERNEL_CHOICES] = "code"  # type: ignore[valid-type]
-
-
 def _refuse_bools_for_numbers(cls: type, data: Any) -> Any:
     """pydantic would read ``steps: true`` as 1; a yes/no where a number belongs is a mistake."""
     if isinstance(data, dict):
@@ -126,6 +120,13 @@ class TrainingSpec(TrainingOptions):
         super().__post_init__()
         if isinstance(self.pack_size, int) and not 1 <= self.pack_size <= 4096:
             raise ValueError(f"pack_size: must be >= 1 or auto, got {self.pack_size}")
+
+
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
+class ModelSpec(ModelOptions):
+    """The ``model`` section: :class:`trainers.config.ModelOptions`, declared and checked there."""
+
+    _no_bools = model_validator(mode="before")(_refuse_bools_for_numbers)
 
 
 #: Fields of ``evaluation`` that earlier versions had, and what replaced them.
@@ -304,13 +305,12 @@ class StudySpec(_Model):
             weights[name] = config
         return TrainConfig.from_options(
             self.training,
+            self.model,
             variant=variant,
             variant_options=dict(chosen.options),
             weights=weights,
             dataset=self.dataset,
             dataset_options=dict(self.dataset_options),
-            latent_dim=self.model.latent_dim,
-            kernels=self.model.kernels,
             seed=seed,
             num_threads=max(1, int(self.resources.cpus)),
             eval=EvalConfig(**dataclasses.asdict(self.evaluation)),

@@ -125,8 +125,23 @@ class EvalConfig:
 
 
 @dataclass
-class TrainConfig(TrainingOptions):
-    """One training run: the training options plus what the trial trains."""
+class ModelOptions:
+    """The network: every field of the spec's ``model`` section."""
+
+    #: Latent dimensions (at least 2: MIG needs a gap between the two most informative).
+    latent_dim: int = 10
+    #: Convolution kernels of the encoder/decoder: ``code`` or ``paper`` (trainers.models).
+    kernels: str = "code"
+
+    def __post_init__(self) -> None:
+        _check_int(self, "latent_dim", 2, 4096)
+        if self.kernels not in KERNEL_CHOICES:
+            raise ValueError(f"kernels: must be one of {', '.join(KERNEL_CHOICES)}, got {self.kernels!r}")
+
+
+@dataclass
+class TrainConfig(TrainingOptions, ModelOptions):
+    """One training run: the training and model options plus what the trial trains."""
 
     variant: str = "beta_vae"
     #: Schedule config per weight name, e.g. ``{"beta": {"schedule": "constant", "value": 4}}``.
@@ -136,21 +151,16 @@ class TrainConfig(TrainingOptions):
     dataset_options: dict[str, Any] = field(default_factory=dict)
     #: Structural options of the variant (latent groups, discrete sizes, ...).
     variant_options: dict[str, Any] = field(default_factory=dict)
-    latent_dim: int = 10
-    kernels: str = "code"
     seed: int = 0
     #: Intra-op threads for torch; 0 leaves torch's default.
     num_threads: int = 0
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        # MIG needs a gap between the two most informative latents.
-        _check_int(self, "latent_dim", 2, 4096)
+        TrainingOptions.__post_init__(self)
+        ModelOptions.__post_init__(self)
         _check_int(self, "seed", 0, 2**63 - 1)
         _check_int(self, "num_threads", 0, 4096)
-        if self.kernels not in KERNEL_CHOICES:
-            raise ValueError(f"kernels: must be one of {', '.join(KERNEL_CHOICES)}, got {self.kernels!r}")
         if isinstance(self.eval, dict):
             self.eval = EvalConfig(**self.eval)
 
@@ -159,9 +169,12 @@ class TrainConfig(TrainingOptions):
         self.__post_init__()
 
     @classmethod
-    def from_options(cls, training: TrainingOptions, **run: Any) -> TrainConfig:
-        """The config of a run with ``training``'s options (every field, none copied by hand)."""
-        return cls(**{f.name: getattr(training, f.name) for f in fields(TrainingOptions)}, **run)
+    def from_options(cls, training: TrainingOptions, model: ModelOptions | None = None, **run: Any) -> TrainConfig:
+        """The config of a run with ``training``'s and ``model``'s options (every field, none copied by hand)."""
+        options = {f.name: getattr(training, f.name) for f in fields(TrainingOptions)}
+        if model is not None:
+            options.update({f.name: getattr(model, f.name) for f in fields(ModelOptions)})
+        return cls(**options, **run)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
