@@ -68,6 +68,23 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run():
     assert resumed.terms == whole.terms and resumed.metrics == whole.metrics
 
 
+def test_a_checkpoint_asked_for_off_the_grid_resumes_exactly():
+    """A stopping study asks for a checkpoint at step 7 (checkpoint_every is 10): the run
+    resumed from it reports what the uninterrupted run reported after step 7."""
+
+    class AsksAt7(Recorder):
+        def wants_checkpoint(self, step):
+            return step == 7
+
+    asked = AsksAt7()
+    whole = train(_config(log_every=1, checkpoint_every=10), asked)
+    assert [s for s, _ in asked.states] == [7, 10]
+    resumed_rec = Recorder()
+    resumed = train(_config(log_every=1, checkpoint_every=10), resumed_rec, resume=asked.states[0][1])
+    assert resumed_rec.terms == asked.terms[7:]
+    assert resumed.terms == whole.terms
+
+
 def test_same_seed_same_run_other_seed_other_run():
     a, b, c = (train(_config(steps=5, checkpoint_every=0, seed=s), NullReporter()) for s in (0, 0, 1))
     assert a.terms == b.terms

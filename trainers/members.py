@@ -36,6 +36,9 @@ class _OneMember:
     def on_end(self, result: TrainResult) -> None:
         self.report.on_member_end(0, result)
 
+    def wants_checkpoint(self, step: int) -> bool:
+        return self.report.wants_checkpoint(step)
+
 
 def train_members(
     configs: Sequence[TrainConfig],

@@ -41,9 +41,11 @@ from trainers.data import make_dataset
 from trainers.objectives import Objective, make_objective
 from trainers.precision import autocast
 from trainers.train import (
+    _FIELD_DEFAULTS,
     TermAccumulator,
     TrainingDiverged,
     TrainResult,
+    checkpoint_due,
     evaluate,
     resolve_device,
     stream_seeds,
@@ -58,6 +60,9 @@ SHARED_FIELDS = (
     "dataset_options",
     "latent_dim",
     "kernels",
+    "decoder",
+    "decoder_sigma",
+    "decoder_sigma_learned",
     "estimator",
     "steps",
     "batch_size",
@@ -96,6 +101,9 @@ class MemberReporter(Protocol):
     def on_member_failed(self, member: int, error: TrainingDiverged) -> None: ...
     def on_checkpoint(self, step: int, state: dict[str, Any]) -> None: ...
     def on_member_end(self, member: int, result: TrainResult) -> None: ...
+    def wants_checkpoint(self, step: int) -> bool:
+        """A checkpoint now, off the ``checkpoint_every`` grid (a study being stopped asks for one)."""
+        ...
 
 
 class NullMemberReporter:
@@ -110,6 +118,9 @@ class NullMemberReporter:
 
     def on_member_end(self, member: int, result: TrainResult) -> None:
         pass
+
+    def wants_checkpoint(self, step: int) -> bool:
+        return False
 
 
 class StackedVAE:
@@ -198,7 +209,10 @@ def train_pack(
         torch.set_num_threads(shared.num_threads)
     data = make_dataset(shared.dataset, **shared.dataset_options)
     objectives = [
-        make_objective(c.variant, c.weights, data.size, c.estimator, c.variant_options, c.latent_dim) for c in configs
+        make_objective(
+            c.variant, c.weights, data.size, c.estimator, c.variant_options, c.latent_dim, likelihood=c.likelihood()
+        )
+        for c in configs
     ]
     objective = objectives[0]
     if not objective.packable:
@@ -266,7 +280,7 @@ def train_pack(
                     alive[member] = False
                     report.on_member_failed(member, error)
             report.on_terms(done, [None if k in failed else means[k] for k in range(size)])
-        if shared.checkpoint_every and done % shared.checkpoint_every == 0 and done < shared.steps:
+        if checkpoint_due(report, done, shared.checkpoint_every, shared.steps):
             report.on_checkpoint(done, pack_state(done, configs, params, optimizer, data_rngs, noise_rngs, failed))
     train_seconds = time.perf_counter() - began
     images = (shared.steps - start) * shared.batch_size
@@ -369,7 +383,7 @@ def _restore(
             for name in (*SHARED_FIELDS, "weights", "seed"):
                 if name in ("num_threads", "checkpoint_every", "log_every"):
                     continue  # how it runs, not what it trains
-                if old[name] != new[name]:
+                if old.get(name, _FIELD_DEFAULTS.get(name)) != new[name]:
                     raise CheckpointError(
                         f"checkpoint member {index} was written for {name}={old[name]!r}, this run has {new[name]!r}"
                     )

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from trainers.checkpoint import CheckpointError, save_checkpoint
-from trainers.config import TrainConfig
+from trainers.config import ModelOptions, TrainConfig
 from trainers.data import GroundTruthData, make_dataset
 from trainers.images import tile, write_gif, write_png
 from trainers.metrics import METRICS
@@ -55,6 +55,15 @@ class Reporter(Protocol):
     def on_terms(self, step: int, terms: Mapping[str, float]) -> None: ...
     def on_checkpoint(self, step: int, state: dict[str, Any]) -> None: ...
     def on_end(self, result: TrainResult) -> None: ...
+    def wants_checkpoint(self, step: int) -> bool:
+        """A checkpoint now, off the ``checkpoint_every`` grid (a study being stopped asks for one)."""
+        ...
+
+
+def checkpoint_due(report: Reporter | Any, step: int, every: int, last: int) -> bool:
+    """Whether to checkpoint after ``step``: every ``every`` steps, or when the reporter asks;
+    never after the ``last`` step (the trial ends there)."""
+    return step < last and ((bool(every) and step % every == 0) or report.wants_checkpoint(step))
 
 
 class NullReporter:
@@ -68,6 +77,9 @@ class NullReporter:
 
     def on_end(self, result: TrainResult) -> None:
         pass
+
+    def wants_checkpoint(self, step: int) -> bool:
+        return False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -143,7 +155,14 @@ def train(
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     data = make_dataset(config.dataset, **config.dataset_options)
-    objective = make_objective(config.variant, config.weights, data.size, config.estimator, config.variant_options)
+    objective = make_objective(
+        config.variant,
+        config.weights,
+        data.size,
+        config.estimator,
+        config.variant_options,
+        likelihood=config.likelihood(),
+    )
     seeds = stream_seeds(config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seeds["init"])
@@ -173,7 +192,7 @@ def train(
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
             report.on_terms(done, accumulator.pop())
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
+        if checkpoint_due(report, done, config.checkpoint_every, config.steps):
             report.on_checkpoint(done, training_state(done, config, model, optimizers, data_rng, noise_rng))
     train_seconds = time.perf_counter() - began
 
@@ -228,10 +247,17 @@ _STRUCTURAL = (
     "dataset_options",
     "latent_dim",
     "kernels",
+    "decoder",
+    "decoder_sigma",
+    "decoder_sigma_learned",
     "batch_size",
     "steps",
     "seed",
 )
+
+
+#: Defaults of the structural fields added after checkpoints were first written.
+_FIELD_DEFAULTS = {name: getattr(ModelOptions, name) for name in ("decoder", "decoder_sigma", "decoder_sigma_learned")}
 
 
 def _restore(
@@ -245,7 +271,8 @@ def _restore(
     try:
         saved = json.loads(state["config"])
         for name in _STRUCTURAL:
-            if saved[name] != getattr(config, name):
+            # Checkpoints written before a field existed hold its default.
+            if saved.get(name, _FIELD_DEFAULTS.get(name)) != getattr(config, name):
                 raise CheckpointError(
                     f"checkpoint was written for {name}={saved[name]!r}, this run has {getattr(config, name)!r}"
                 )
