@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from trainers.metrics import METRICS
-from trainers.models import KERNEL_CHOICES
+from trainers.models import KERNEL_CHOICES, Likelihood, make_likelihood
 from trainers.objectives.gaussian import ESTIMATORS
 from trainers.precision import PRECISIONS
 
@@ -132,11 +132,25 @@ class ModelOptions:
     latent_dim: int = 10
     #: Convolution kernels of the encoder/decoder: ``code`` or ``paper`` (trainers.models).
     kernels: str = "code"
+    #: Decoder likelihood p(x|z): ``bernoulli`` or ``gaussian`` (trainers.models.likelihood);
+    #: ``recon`` is its negative log-likelihood in nats per image either way.
+    decoder: str = "bernoulli"
+    #: The Gaussian decoder's σ (its start value when learned); gaussian only.
+    decoder_sigma: float = 0.1
+    #: Learn the Gaussian decoder's σ (one log σ parameter); gaussian only.
+    decoder_sigma_learned: bool = False
 
     def __post_init__(self) -> None:
         _check_int(self, "latent_dim", 2, 4096)
         if self.kernels not in KERNEL_CHOICES:
             raise ValueError(f"kernels: must be one of {', '.join(KERNEL_CHOICES)}, got {self.kernels!r}")
+        self.likelihood()  # checks decoder, decoder_sigma and decoder_sigma_learned, naming the field
+        if self.decoder != "gaussian" and self.decoder_sigma != ModelOptions.decoder_sigma:
+            raise ValueError(f"decoder_sigma: only a gaussian decoder has a σ (decoder is {self.decoder!r})")
+
+    def likelihood(self) -> Likelihood:
+        """The decoder likelihood these options describe."""
+        return make_likelihood(self.decoder, self.decoder_sigma, self.decoder_sigma_learned)
 
 
 @dataclass

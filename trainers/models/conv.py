@@ -3,7 +3,8 @@
 Encoder: conv 32 4×4 s2 → conv 32 4×4 s2 → conv 64 k×k s2 → conv 64 k×k s2 (ReLU)
 → FC 256 (ReLU) → FC 2·d (mean and log-variance of a diagonal Gaussian).
 Decoder: FC 256 → FC 4·4·64 (ReLU) → upconv 64 → upconv 32 → upconv 32 → upconv c,
-all 4×4 stride 2, giving Bernoulli logits per pixel.
+all 4×4 stride 2, giving per pixel the parameter of the decoder likelihood
+(Bernoulli logits by default; see :mod:`trainers.models.likelihood`).
 
 The paper lists 4×4 kernels for every encoder convolution, while
 disentanglement_lib's ``conv_encoder`` uses 2×2 kernels in the third and fourth
@@ -15,10 +16,13 @@ padding both give 32, 16, 8, 4 pixel feature maps; here that is padding 1 for th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from trainers.models.likelihood import BERNOULLI, Likelihood
 
 KERNEL_CHOICES = ("code", "paper")
 #: Latent values a traversal sweeps through (in prior standard deviations).
@@ -69,8 +73,12 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    def __init__(self, latent_dim: int, out_channels: int = 1) -> None:
+    """The decoder network and the likelihood its output parameterises (a learned σ is its parameter)."""
+
+    def __init__(self, latent_dim: int, out_channels: int = 1, likelihood: Likelihood = BERNOULLI) -> None:
         super().__init__()
+        self.likelihood = likelihood
+        self.log_sigma = nn.Parameter(torch.tensor(math.log(likelihood.sigma))) if likelihood.learns_scale else None
         self.net = nn.Sequential(
             nn.Linear(latent_dim, 256), nn.ReLU(),
             nn.Linear(256, 64 * 4 * 4), nn.ReLU(),
@@ -82,17 +90,23 @@ class ConvDecoder(nn.Module):
         )  # fmt: skip
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits ``[B, c, 64, 64]``."""
-        return self.net(z)
+        """The likelihood's parameters ``[B, c, 64, 64]`` (``[B, 2c, 64, 64]`` with a learned σ)."""
+        return self.likelihood.output(self.net(z), self.log_sigma)
+
+    def image(self, output: torch.Tensor) -> torch.Tensor:
+        """The mean image ``[B, c, 64, 64]`` in [0, 1] of a decoder output."""
+        return self.likelihood.mean(output)
 
 
 class GaussianVAE(nn.Module):
     """Encoder to a diagonal Gaussian, decoder from a sample."""
 
-    def __init__(self, latent_dim: int, in_channels: int = 1, kernels: str = "code") -> None:
+    def __init__(
+        self, latent_dim: int, in_channels: int = 1, kernels: str = "code", likelihood: Likelihood = BERNOULLI
+    ) -> None:
         super().__init__()
         self.encoder = ConvEncoder(latent_dim, in_channels, kernels)
-        self.decoder = ConvDecoder(latent_dim, in_channels)
+        self.decoder = ConvDecoder(latent_dim, in_channels, likelihood)
         self.latent_dim = latent_dim
 
     def encode(self, x: torch.Tensor) -> EncoderOutput:
@@ -117,8 +131,8 @@ class GaussianVAE(nn.Module):
         return posterior.mu, posterior.logvar
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Bernoulli means decoded from the posterior mean."""
-        return torch.sigmoid(self.decode(self.encode(x).mu))
+        """Mean images decoded from the posterior mean."""
+        return self.decoder.image(self.decode(self.encode(x).mu))
 
     def traverse(self, x: torch.Tensor, values: tuple[float, ...] = TRAVERSAL_VALUES) -> torch.Tensor:
         """One row per latent: ``x[0]``'s mean code with that latent swept over ``values``."""
@@ -127,4 +141,4 @@ class GaussianVAE(nn.Module):
         sweep = torch.tensor(values, device=base.device, dtype=base.dtype)
         for dim in range(self.latent_dim):
             codes[dim * len(values) : (dim + 1) * len(values), dim] = sweep
-        return torch.sigmoid(self.decode(codes))
+        return self.decoder.image(self.decode(codes))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainers.models.conv import TRAVERSAL_VALUES, ConvDecoder, ConvFeatures
+from trainers.models.likelihood import BERNOULLI, Likelihood
 
 
 @dataclass
@@ -40,11 +41,12 @@ class JointVAE(nn.Module):
         temperature: float,
         in_channels: int = 1,
         kernels: str = "code",
+        likelihood: Likelihood = BERNOULLI,
     ) -> None:
         super().__init__()
         self.features = ConvFeatures(in_channels, kernels)
         self.head = nn.Linear(256, 2 * latent_dim + sum(discrete_sizes))
-        self.decoder = ConvDecoder(latent_dim + sum(discrete_sizes), in_channels)
+        self.decoder = ConvDecoder(latent_dim + sum(discrete_sizes), in_channels, likelihood)
         self.latent_dim, self.discrete_sizes, self.temperature = latent_dim, tuple(discrete_sizes), temperature
 
     def encode(self, x: torch.Tensor) -> JointPosterior:
@@ -77,7 +79,7 @@ class JointVAE(nn.Module):
         return torch.cat([z, self.one_hot(posterior.logits)], 1)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decode(self.representation(x)))
+        return self.decoder.image(self.decode(self.representation(x)))
 
     def traverse(self, x: torch.Tensor, values: tuple[float, ...] = TRAVERSAL_VALUES) -> torch.Tensor:
         """A row per continuous latent (swept over ``values``) and per discrete latent (its categories)."""
@@ -95,4 +97,4 @@ class JointVAE(nn.Module):
             codes[:, offset : offset + size] = F.one_hot(torch.arange(n, device=base.device) % size, size).float()
             rows.append(codes)
             offset += size
-        return torch.sigmoid(self.decode(torch.cat(rows)))
+        return self.decoder.image(self.decode(torch.cat(rows)))

@@ -20,6 +20,7 @@ from torch import nn
 
 from trainers.distributions import reparameterize
 from trainers.models.conv import TRAVERSAL_VALUES, ConvDecoder, ConvFeatures
+from trainers.models.likelihood import BERNOULLI, Likelihood
 
 
 @dataclass
@@ -47,7 +48,14 @@ def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
 
 
 class LadderVAE(nn.Module):
-    def __init__(self, layer_dims: tuple[int, ...], hidden: int = 256, in_channels: int = 1, kernels: str = "code"):
+    def __init__(
+        self,
+        layer_dims: tuple[int, ...],
+        hidden: int = 256,
+        in_channels: int = 1,
+        kernels: str = "code",
+        likelihood: Likelihood = BERNOULLI,
+    ) -> None:
         super().__init__()
         self.layer_dims = tuple(layer_dims)
         self.features = ConvFeatures(in_channels, kernels)
@@ -59,7 +67,7 @@ class LadderVAE(nn.Module):
         self.down = nn.ModuleList(
             _mlp(layer_dims[i + 1], hidden, 2 * layer_dims[i]) for i in range(len(layer_dims) - 1)
         )
-        self.decoder = ConvDecoder(layer_dims[0], in_channels)
+        self.decoder = ConvDecoder(layer_dims[0], in_channels, likelihood)
 
     @property
     def latent_dim(self) -> int:
@@ -105,7 +113,7 @@ class LadderVAE(nn.Module):
         return torch.cat([layer.z for layer in self.infer(x, generator)], 1)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decode(self.infer(x, None, sample=False)[0].z))
+        return self.decoder.image(self.decode(self.infer(x, None, sample=False)[0].z))
 
     def traverse(self, x: torch.Tensor, values: tuple[float, ...] = TRAVERSAL_VALUES) -> torch.Tensor:
         """A row per latent of every layer: that latent moved by ``values`` from ``x[0]``'s mean path.
@@ -121,5 +129,5 @@ class LadderVAE(nn.Module):
             z[:, dim] = z[:, dim] + sweep
             for below in reversed(range(level)):
                 z = self.prior(below, z)[0]
-            images.append(torch.sigmoid(self.decode(z)))
+            images.append(self.decoder.image(self.decode(z)))
         return torch.cat(images)

@@ -5,9 +5,10 @@ it trains, its optimisers, the forward pass, and the mapping of named scalar ter
 plus the total ``loss`` it returns.  The names are data: they flow unchanged to the
 training log, MLflow, the results parquet and the plots.
 
-Loss scale, for every variant: reconstruction is summed over pixels and KL over
-latent dimensions, each then averaged over the batch, so that published β, γ and C
-values carry over (Higgins et al. 2017; Burgess et al. 2018).
+Loss scale, for every variant: reconstruction is the decoder likelihood's negative
+log-likelihood summed over pixels (nats per image, :mod:`trainers.models.likelihood`)
+and KL is summed over latent dimensions, each then averaged over the batch, so that
+published β, γ and C values carry over (Higgins et al. 2017; Burgess et al. 2018).
 """
 
 from __future__ import annotations
@@ -18,21 +19,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from trainers.models import GaussianVAE
+from trainers.models import BERNOULLI, GaussianVAE, Likelihood
 from trainers.objectives.gaussian import ESTIMATORS, kl_decomposition, kl_normal_to_standard, reparameterize
 from trainers.precision import autocast
 from trainers.schedules import Schedule
 
 Terms = dict[str, torch.Tensor]
-
-
-def bernoulli_recon(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``−log p(x|z)`` of a Bernoulli decoder, summed over pixels, averaged over the batch."""
-    nll = F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none")
-    return nll.flatten(1).sum(1).mean()
 
 
 def weight_terms(weights: Mapping[str, float], device: torch.device) -> Terms:
@@ -58,6 +52,8 @@ class Objective(ABC):
     of the same name, so the schedule can be plotted next to its effect.
     ``Options`` is the dataclass of the variant's structural options (latent
     groups, discrete latent sizes, ...), validated in ``__post_init__``.
+    ``likelihood`` is the decoder likelihood (``model.decoder``) its models are built
+    with and its ``recon`` is measured by.
     """
 
     name: ClassVar[str]
@@ -75,8 +71,10 @@ class Objective(ABC):
         dataset_size: int,
         estimator: str = "auto",
         options: Any = None,
+        likelihood: Likelihood = BERNOULLI,
     ) -> None:
         self.weights = dict(weights)
+        self.likelihood = likelihood
         self.dataset_size = dataset_size
         self.estimator = self.preferred_estimator if estimator == "auto" else estimator
         self.options = options if options is not None else self.Options()
@@ -92,7 +90,11 @@ class Objective(ABC):
         return {name: schedule(step) for name, schedule in self.weights.items()}
 
     def build_model(self, latent_dim: int, in_channels: int, kernels: str) -> nn.Module:
-        return GaussianVAE(latent_dim, in_channels, kernels)
+        return GaussianVAE(latent_dim, in_channels, kernels, self.likelihood)
+
+    def recon(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``−log p(x|z)`` in nats per image, averaged over the batch."""
+        return self.likelihood.recon(output, x)
 
     def make_optimizers(self, model: nn.Module, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"model": adam(model.parameters(), lr)}
@@ -169,7 +171,7 @@ class GaussianObjective(Objective):
     ) -> Terms:
         """``recon``, the closed-form ``kl`` and the decomposition terms."""
         terms: Terms = {
-            "recon": bernoulli_recon(logits, x),
+            "recon": self.recon(logits, x),
             "kl": kl_normal_to_standard(mu, logvar).sum(1).mean(),
         }
         with torch.set_grad_enabled(self.decomposition_in_loss and torch.is_grad_enabled()):
@@ -272,8 +274,10 @@ def make_objective(
     estimator: str = "auto",
     options: Mapping[str, Any] | None = None,
     latent_dim: int | None = None,
+    likelihood: Likelihood = BERNOULLI,
 ) -> Objective:
-    """Build the registered objective ``variant`` with validated schedules and options.
+    """Build the registered objective ``variant`` with validated schedules and options,
+    its models decoding with ``likelihood``.
 
     ``weights`` maps a weight name to a schedule config; missing weights take the
     variant's defaults.  Errors name the offending field (``weights.beta.end``).
@@ -291,7 +295,7 @@ def make_objective(
         name: Schedule.from_config(weights.get(name, default), f"weights.{name}")
         for name, default in cls.weight_defaults.items()
     }
-    objective = cls(schedules, dataset_size, estimator, make_options(variant, options))
+    objective = cls(schedules, dataset_size, estimator, make_options(variant, options), likelihood)
     if latent_dim is not None:
         objective.check_latent_dim(latent_dim)
     return objective

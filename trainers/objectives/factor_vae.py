@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.models import GaussianVAE
+from trainers.models import BERNOULLI, GaussianVAE, Likelihood
 from trainers.objectives.base import GaussianObjective, Terms, adam, register_objective
 
 
@@ -43,8 +43,10 @@ class Discriminator(nn.Module):
 class FactorVAEModel(GaussianVAE):
     """The Gaussian VAE plus its total-correlation discriminator."""
 
-    def __init__(self, latent_dim: int, in_channels: int = 1, kernels: str = "code") -> None:
-        super().__init__(latent_dim, in_channels, kernels)
+    def __init__(
+        self, latent_dim: int, in_channels: int = 1, kernels: str = "code", likelihood: Likelihood = BERNOULLI
+    ) -> None:
+        super().__init__(latent_dim, in_channels, kernels, likelihood)
         self.discriminator = Discriminator(latent_dim)
 
 
@@ -63,7 +65,7 @@ class FactorVAE(GaussianObjective):
     packable = False
 
     def build_model(self, latent_dim: int, in_channels: int, kernels: str) -> nn.Module:
-        return FactorVAEModel(latent_dim, in_channels, kernels)
+        return FactorVAEModel(latent_dim, in_channels, kernels, self.likelihood)
 
     def make_optimizers(self, model: nn.Module, lr: float) -> dict[str, torch.optim.Optimizer]:
         vae = [p for name, p in model.named_parameters() if not name.startswith("discriminator.")]

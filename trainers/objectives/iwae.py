@@ -15,7 +15,6 @@ import dataclasses
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from trainers.objectives.base import Objective, Terms, register_objective
@@ -61,8 +60,7 @@ class IWAE(Objective):
         with autocast(x.device, precision):
             logits = model.decode(z.flatten(0, 1)).float()
         target = x.repeat(k, *([1] * (x.dim() - 1)))
-        log_px_z = -F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
-        log_px_z = log_px_z.view(k, -1)
+        log_px_z = -self.likelihood.nll(logits, target).view(k, -1)
         log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z)).sum(2)
         log_qz_x = gaussian_log_density(z, mu, logvar).sum(2)
         terms: Terms = {

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from trainers.models.joint import JointVAE
-from trainers.objectives.base import Objective, Terms, bernoulli_recon, register_objective, weight_terms
+from trainers.objectives.base import Objective, Terms, register_objective, weight_terms
 from trainers.objectives.gaussian import kl_normal_to_standard, reparameterize
 from trainers.precision import autocast
 
@@ -78,7 +78,7 @@ class JointVAEObjective(Objective):
 
     def build_model(self, latent_dim: int, in_channels: int, kernels: str) -> nn.Module:
         o = self.options
-        return JointVAE(latent_dim, o.discrete_sizes, o.temperature, in_channels, kernels)
+        return JointVAE(latent_dim, o.discrete_sizes, o.temperature, in_channels, kernels, self.likelihood)
 
     def forward_terms(
         self, model: nn.Module, x: torch.Tensor, step: int, noise: torch.Generator, precision: str
@@ -93,7 +93,7 @@ class JointVAEObjective(Objective):
         kl_z = kl_normal_to_standard(mu, logvar).sum(1).mean()
         kl_c = sum(kl_categorical_to_uniform(lg) for lg in posterior.logits).mean()
         terms: Terms = {
-            "recon": bernoulli_recon(logits, x),
+            "recon": self.recon(logits, x),
             "kl": kl_z + kl_c,
             "kl_continuous": kl_z,
             "kl_discrete": kl_c,

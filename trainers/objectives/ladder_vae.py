@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from trainers.models.ladder import LadderVAE
-from trainers.objectives.base import Objective, Terms, bernoulli_recon, register_objective, weight_terms
+from trainers.objectives.base import Objective, Terms, register_objective, weight_terms
 from trainers.objectives.gaussian import kl_normal_to_standard
 from trainers.precision import autocast
 
@@ -69,7 +69,7 @@ class LadderVAEObjective(Objective):
     def build_model(self, latent_dim: int, in_channels: int, kernels: str) -> nn.Module:
         o = self.options
         dims = o.layer_dims or (latent_dim,) * o.num_layers
-        return LadderVAE(dims, o.hidden, in_channels, kernels)
+        return LadderVAE(dims, o.hidden, in_channels, kernels, self.likelihood)
 
     def forward_terms(
         self, model: nn.Module, x: torch.Tensor, step: int, noise: torch.Generator, precision: str
@@ -84,7 +84,7 @@ class LadderVAEObjective(Objective):
             else:
                 kl = kl_gaussians(layer.mu_q, layer.logvar_q, layer.mu_p, layer.logvar_p)
             kls.append(kl.float().sum(1).mean())
-        terms: Terms = {"recon": bernoulli_recon(logits, x), "kl": sum(kls)}
+        terms: Terms = {"recon": self.recon(logits, x), "kl": sum(kls)}
         terms.update({f"kl_layer_{i}": kl for i, kl in enumerate(kls, start=1)})
         weights = self.weights_at(step)
         terms["loss"] = terms["recon"] + weights["beta"] * terms["kl"]
