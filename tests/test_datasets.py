@@ -168,6 +168,20 @@ def test_bad_files_are_named_with_what_was_expected(tmp_path):
     garbage.write_bytes(b"not hdf5")
     with pytest.raises(DataFileError, match=r"garbage\.h5: not a readable HDF5 file"):
         make_dataset("shapes3d", path=str(garbage))
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, imgs=imgs[:0], latents_classes=classes[:0])
+    expected = r"empty\.npz: latents_classes of shape \[0, 6\]; expected \[N, 6\] with N > 0"
+    with pytest.raises(DataFileError, match=expected):
+        make_dataset("dsprites_file", path=str(empty))
+    small = tmp_path / "small.npz"
+    np.savez(small, imgs=imgs[:, :32, :32], latents_classes=classes)
+    with pytest.raises(DataFileError, match=r"small\.npz: imgs are 32×32 images; the models take 64×64"):
+        make_dataset("dsprites_file", path=str(small))
+    grey = tmp_path / "mpi3d_grey.npz"
+    np.savez(grey, images=imgs[:, :, :, None])
+    expected = r"mpi3d_grey\.npz: images of shape \[108, 64, 64, 1\]; expected \[N, 64, 64, 3\]"
+    with pytest.raises(DataFileError, match=expected):
+        make_dataset("mpi3d", path=str(grey))
 
 
 def test_a_spec_with_a_missing_data_file_is_a_spec_error(tmp_path):

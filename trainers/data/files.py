@@ -47,8 +47,27 @@ SHAPES3D_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orie
 DSPRITES_NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
 
 
+#: Height and width of the images every model here takes (Locatello et al.'s 64×64 networks).
+IMAGE_SIZE = 64
+
+
 class DataFileError(ValueError):
     """A data file that is missing, unreadable or not in the expected layout."""
+
+
+def _check_images(path: Path, name: str, shape: Sequence[int], channels: Sequence[int]) -> None:
+    """``shape`` must be [N, 64, 64] (``channels`` empty) or [N, 64, 64, C] with C in ``channels``, N > 0."""
+    shape = tuple(int(n) for n in shape)
+    expected = ", ".join(f"[N, {IMAGE_SIZE}, {IMAGE_SIZE}{f', {c}' if c else ''}]" for c in channels or (0,))
+    if len(shape) != 3 + bool(channels) or (channels and shape[3] not in channels):
+        raise DataFileError(f"{path}: {name} of shape {list(shape)}; expected {expected}")
+    if shape[0] == 0:
+        raise DataFileError(f"{path}: {name} holds no images; expected {expected} with N > 0")
+    if shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DataFileError(
+            f"{path}: {name} are {shape[1]}×{shape[2]} images; the models take {IMAGE_SIZE}×{IMAGE_SIZE} "
+            f"(resize the data set), expected {expected}"
+        )
 
 
 def _require(path: Path) -> Path:
@@ -131,14 +150,13 @@ class ImageFileData(GroundTruthData):
         self.images, self.source, self.scale, self._keep = images, source, scale, keep
         self.factor_names, self.factor_sizes = tuple(factor_names), tuple(int(n) for n in factor_sizes)
         shape = tuple(images.shape)
+        _check_images(source, "images", shape, (1, 3) if len(shape) == 4 else ())
         if shape[0] != self.size:
             raise DataFileError(f"{source}: {shape[0]} images, but the factor grid {self.factor_sizes} has {self.size}")
         if len(shape) == 3:
             self.channels_last, self.observation_shape = False, (1, shape[1], shape[2])
-        elif len(shape) == 4 and shape[3] in (1, 3):
-            self.channels_last, self.observation_shape = True, (shape[3], shape[1], shape[2])
         else:
-            raise DataFileError(f"{source}: images of shape {shape}; expected [N, H, W] or [N, H, W, C]")
+            self.channels_last, self.observation_shape = True, (shape[3], shape[1], shape[2])
 
     def observations(
         self, factors: torch.Tensor, device: torch.device | str = "cpu", generator: torch.Generator | None = None
@@ -162,10 +180,11 @@ def load_dsprites_file(path: str | Path) -> ImageFileData:
         keep = _h5_file(path)
         images = _h5_dataset(keep, path, "imgs")
         classes = np.asarray(_h5_dataset(keep, path, "latents/classes"))
-    if classes.ndim != 2 or classes.shape[1] != 6:
-        raise DataFileError(f"{path}: latents_classes of shape {classes.shape}; expected [N, 6] ({DSPRITES_NAMES})")
-    if images.ndim != 3:
-        raise DataFileError(f"{path}: imgs of shape {tuple(images.shape)}; expected [N, 64, 64]")
+    if classes.ndim != 2 or classes.shape[1] != 6 or not len(classes):
+        raise DataFileError(
+            f"{path}: latents_classes of shape {list(classes.shape)}; expected [N, 6] with N > 0 ({DSPRITES_NAMES})"
+        )
+    _check_images(path, "imgs", images.shape, ())
     sizes = classes.max(axis=0) + 1
     _check_row_major(path, classes, sizes)
     if sizes[0] != 1:
@@ -181,10 +200,11 @@ def load_shapes3d(path: str | Path) -> ImageFileData:
     handle = _h5_file(path)
     images = _h5_dataset(handle, path, "images")
     labels = np.asarray(_h5_dataset(handle, path, "labels"))
-    if labels.ndim != 2 or labels.shape[1] != 6:
-        raise DataFileError(f"{path}: labels of shape {labels.shape}; expected [N, 6] ({SHAPES3D_NAMES})")
-    if images.ndim != 4 or images.shape[3] != 3:
-        raise DataFileError(f"{path}: images of shape {images.shape}; expected [N, 64, 64, 3]")
+    if labels.ndim != 2 or labels.shape[1] != 6 or not len(labels):
+        raise DataFileError(
+            f"{path}: labels of shape {list(labels.shape)}; expected [N, 6] with N > 0 ({SHAPES3D_NAMES})"
+        )
+    _check_images(path, "images", images.shape, (3,))
     values = [np.unique(labels[:, k]) for k in range(6)]
     classes = np.stack([np.searchsorted(values[k], labels[:, k]) for k in range(6)], 1)
     sizes = [len(v) for v in values]
@@ -199,8 +219,7 @@ def load_mpi3d(path: str | Path, factor_sizes: Sequence[int] | None = None) -> I
     """
     path = _require(Path(path))
     images = npz_member(path, "images")
-    if images.ndim != 4 or images.shape[3] != 3:
-        raise DataFileError(f"{path}: images of shape {images.shape}; expected [N, 64, 64, 3]")
+    _check_images(path, "images", images.shape, (3,))
     if factor_sizes is None:
         if len(images) not in MPI3D_LAYOUTS:
             known = ", ".join(f"{n:,}" for n in MPI3D_LAYOUTS)
