@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from study.folder import RecordError, StudyFolder
-from study.spec import SpecError, load_spec
+from study.spec import SpecError, load_spec, read_spec_text
 
 if TYPE_CHECKING:
     from study.runner import StudyOutcome
@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from study.runner import run_study  # Ray and MLflow load only when a study runs
 
-    outcome = run_study(spec, study_dir, args.address, spec_text=args.spec.read_text())
+    outcome = run_study(spec, study_dir, args.address, spec_text=read_spec_text(args.spec))
     _print_outcome(spec.name, outcome)
     return 0
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,19 +20,44 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from trainers.config import EvalConfig, ModelOptions, TrainConfig, TrainingOptions
+from trainers.config import MAX_STEPS, EvalConfig, ModelOptions, TrainConfig, TrainingOptions
 from trainers.data import DATASETS, DataFileError, make_dataset
 from trainers.metrics import METRICS
 from trainers.objectives import OBJECTIVES, make_objective, variant_term_names
 from trainers.schedules import FAMILIES, Schedule, ScheduleError
+
+#: Trials of one study: more is a typo (the Locatello et al. study has 12,600).
+MAX_TRIALS = 1_000_000
 
 
 class SpecError(ValueError):
     """An invalid study spec; ``str(error)`` lists one ``field: problem`` per line."""
 
 
+def _is_number(annotation: Any) -> bool:
+    """Whether a field's annotation takes an int or a float (and not a yes/no)."""
+    args = typing.get_args(annotation)
+    if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_number(arg) for arg in args)
+    return annotation in (int, float)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_bools(cls, data: Any) -> Any:
+        """pydantic would read ``num_trials: true`` as 1; a yes/no where a number belongs is a mistake."""
+        if isinstance(data, dict):
+            for name, info in cls.model_fields.items():
+                value, annotation = data.get(name), info.annotation
+                if isinstance(value, list) and typing.get_origin(annotation) is list:
+                    annotation = typing.get_args(annotation)[0]
+                    value = next((v for v in value if isinstance(v, bool)), None)
+                if isinstance(value, bool) and _is_number(annotation):
+                    raise ValueError(f"{name}: must be a number, got {str(value).lower()}")
+        return data
 
 
 class Range(_Model):
@@ -163,21 +190,24 @@ class EarlyStoppingSpec(_Model):
     metric: str = "loss"
     mode: Literal["min", "max"] = "min"
     #: Steps before a trial may be stopped; a multiple of ``training.checkpoint_every``.
-    grace_period: int = Field(1000, ge=1)
-    #: ASHA's η: each rung keeps the best 1/η of the trials that reached it.
-    reduction_factor: float = Field(3.0, gt=1)
+    grace_period: int = Field(1000, ge=1, le=MAX_STEPS)
+    #: ASHA's η: each rung keeps the best 1/η of the trials that reached it (at most 100).
+    reduction_factor: float = Field(3.0, gt=1, le=100)
 
 
 class SearchSpec(_Model):
     #: ``optuna``: sample ``num_trials`` configurations; ``grid``: every combination
     #: of variants × weight choices × seeds (``num_trials`` is then that count).
     mode: Literal["optuna", "grid"] = "optuna"
-    num_trials: int = Field(8, ge=1)
-    max_concurrent: int = Field(2, ge=1)
+    #: At most a million: a larger number is a typo (the Locatello et al. study has 12,600).
+    num_trials: int = Field(8, ge=1, le=MAX_TRIALS)
+    #: Packs training at once, at most 10,000.
+    max_concurrent: int = Field(2, ge=1, le=10_000)
     sampler: Literal["tpe", "random", "nsga2"] = "tpe"
-    seed: int = 0
-    #: Retries of a trial that crashed (from its last checkpoint); divergence is not retried.
-    max_failures: int = Field(2, ge=0)
+    #: The sampler's seed; numpy's RandomState takes at most 2**32 − 1 (resumes add the trials run).
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    #: Retries of a trial that crashed (from its last checkpoint); divergence is not retried. At most 100.
+    max_failures: int = Field(2, ge=0, le=100)
     #: Where Optuna keeps the searcher's history: in the driver's memory (None, the
     #: default), ``sqlite`` (``optuna.db`` in the study folder), or a database URL
     #: (``sqlite:///...``, ``postgresql://user@host/db``; PostgreSQL needs the
@@ -188,8 +218,12 @@ class SearchSpec(_Model):
 
 
 class ResourcesSpec(_Model):
-    cpus: float = Field(1.0, gt=0)
-    gpus: float = Field(0.0, ge=0)
+    """What one trial (one pack) reserves on the cluster; fractions share a CPU or GPU."""
+
+    #: At most 1,024 CPUs per trial.
+    cpus: float = Field(1.0, gt=0, le=1024)
+    #: At most 64 GPUs per trial (no node has more).
+    gpus: float = Field(0.0, ge=0, le=64)
 
 
 class StorageSpec(_Model):
@@ -213,14 +247,16 @@ class TrackingSpec(_Model):
     #: MLflow tracking URI; default: a SQLite store ``mlflow.db`` in the study folder.
     uri: str | None = None
     #: Steps between two ``log_batch`` calls of a trial.
-    flush_every: int = Field(100, ge=1)
+    flush_every: int = Field(100, ge=1, le=MAX_STEPS)
     #: Seconds a finished trial waits for an unreachable server before writing what is
     #: left to ``undelivered_tracking.jsonl`` (delivered later by ``vae-study sync``).
-    close_timeout: float = Field(120.0, ge=0)
+    #: At most a day.
+    close_timeout: float = Field(120.0, ge=0, le=86_400)
 
 
 class StudySpec(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    #: Names the study folder, the MLflow experiment and the Optuna study: at most 100 characters.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     study_dir: str | None = None
     #: One variant (with ``weights`` and ``variant_options``) ...
     variant: str | None = None
@@ -235,7 +271,8 @@ class StudySpec(_Model):
     model: ModelSpec = ModelSpec()
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    #: Each in [0, 2**31 − 1] (torch's and numpy's generators are seeded with it).
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=100_000)
     weights: dict[str, WeightSpec] = Field(default_factory=dict)
     objectives: list[ObjectiveSpec] = Field(min_length=1)
     search: SearchSpec = SearchSpec()
@@ -397,8 +434,8 @@ def check_spec(spec: StudySpec) -> None:
         if target.name in seen:
             problems.append(f"objectives.{i}.name: {target.name!r} named twice")
         seen.add(target.name)
-    if any(seed < 0 for seed in spec.seeds):
-        problems.append("seeds: must be >= 0")
+    if any(not 0 <= seed <= 2**31 - 1 for seed in spec.seeds):
+        problems.append("seeds: each must be in [0, 2**31 - 1]")
     pack_size = spec.training.pack_size
     if isinstance(pack_size, int) and pack_size > 1:
         for variant in spec.variant_specs():
@@ -480,6 +517,14 @@ def _check_grid(spec: StudySpec) -> list[str]:
 
 def _check_weight(weight: WeightSpec, where: str) -> list[str]:
     problems = []
+    for param, value in (weight.model_extra or {}).items():
+        if isinstance(value, dict):  # a Range, validated here so that its errors name the weight
+            try:
+                Range.model_validate(value)
+            except ValidationError as error:
+                problems.extend(f"{where}.{param}.{_error_line(e)}" for e in error.errors())
+    if problems:
+        return problems
     if weight.choices is not None:
         if weight.params or weight.schedule != "constant":
             return [f"{where}: give either choices or a schedule with parameters, not both"]
@@ -572,15 +617,42 @@ def stored_spec(data: Any, source: str) -> StudySpec:
     return parse_spec(data, source)
 
 
-def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a YAML spec file."""
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping of the spec gives one key twice (PyYAML would silently keep the last)."""
+
+
+class SpecLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                raise DuplicateKeyError(f"line {line}: key {key!r} given twice (first on line {first_line[key]})")
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_spec_text(path: str | Path) -> str:
+    """A spec file's text; raises :class:`SpecError` naming the file if it cannot be read as UTF-8."""
     path = Path(path)
     try:
-        text = path.read_text()
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason})") from None
     except OSError as error:
         raise SpecError(f"{path}: cannot read spec ({error.strerror})") from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a YAML spec file."""
+    text = read_spec_text(path)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=SpecLoader)  # SpecLoader is a SafeLoader
+    except DuplicateKeyError as error:
+        raise SpecError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: not valid YAML ({error})") from None
     return parse_spec(data, str(path))

@@ -60,7 +60,25 @@ def test_default_example_is_the_demo_the_readme_promises():
             r"training\.checkpoint_every: must be 0 or a multiple",
         ),
         ({"training": {"device": "tpu"}}, r"training\.device"),
-        ({"seeds": [-1]}, r"seeds: must be >= 0"),
+        ({"seeds": [-1]}, r"seeds: each must be in \[0, 2\*\*31 - 1\]"),
+        ({"seeds": [0, True]}, r"seeds: must be a number, got true"),
+        # A yes/no where a number belongs, in every section.
+        ({"training": {"steps": True}}, r"training\.steps: must be a number, got true"),
+        ({"model": {"latent_dim": True}}, r"model\.latent_dim: must be a number, got true"),
+        ({"evaluation": {"recon_points": False}}, r"evaluation\.recon_points: must be a number, got false"),
+        ({"search": {"num_trials": True}}, r"search\.num_trials: must be a number, got true"),
+        ({"resources": {"gpus": True}}, r"resources\.gpus: must be a number, got true"),
+        (
+            {"weights": {"beta": {"schedule": "constant", "value": {"low": True, "high": 2}}}},
+            r"weights\.beta\.value\.low: must be a number, got true",
+        ),
+        # Values that can only be mistakes.
+        ({"training": {"steps": 10**12}}, r"training\.steps: must be in \[1, 1000000000\]"),
+        ({"training": {"batch_size": 10**9}}, r"training\.batch_size: must be in \[2, 65536\]"),
+        ({"training": {"lr": 1e308}}, r"training\.lr: must be in \(0, 1000\]"),
+        ({"model": {"latent_dim": 10**7}}, r"model\.latent_dim: must be in \[2, 4096\]"),
+        ({"search": {"num_trials": 10**7}}, r"search\.num_trials: Input should be less than or equal to 1000000"),
+        ({"resources": {"gpus": 1000}}, r"resources\.gpus: Input should be less than or equal to 64"),
         ({"search": {"num_trials": 0}}, r"search\.num_trials"),
         ({"bogus": 1}, r"bogus: Extra inputs are not permitted"),
         ({"name": "has space"}, r"name: String should match pattern"),
@@ -78,6 +96,18 @@ def test_unreadable_and_malformed_files_are_named(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(SpecError, match=r"bad\.yaml: not valid YAML"):
         load_spec(bad)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("name: t\ntraining:\n  steps: 5\nvariant: beta_vae\ntraining:\n  steps: 50\n")
+    with pytest.raises(SpecError, match=r"twice\.yaml: line 5: key 'training' given twice \(first on line 2\)"):
+        load_spec(twice)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("name: t\ntraining:\n  steps: 5\n  steps: 50\n")
+    with pytest.raises(SpecError, match=r"nested\.yaml: line 4: key 'steps' given twice \(first on line 3\)"):
+        load_spec(nested)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: t\n# béta\n".encode("latin-1"))
+    with pytest.raises(SpecError, match=r"latin\.yaml: not UTF-8 text"):
+        load_spec(latin)
     listing = tmp_path / "list.yaml"
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(SpecError, match=r"list\.yaml: a study spec must be a YAML mapping"):
