@@ -6,6 +6,7 @@ from trainers.objectives import (  # noqa: F401  (each module registers its vari
     dip_vae,
     factor_vae,
     hfvae,
+    hierarchical_vae,
     ibp_vae,
     iwae,
     joint_vae,
