@@ -18,6 +18,7 @@ from trainers.objectives.gaussian import (
     kl_decomposition,
     log_importance_weights,
     reparameterize,
+    total_correlation_dlib,
 )
 from trainers.objectives.iwae import iwae_terms
 from trainers.objectives.joint_vae import kl_categorical_to_uniform
@@ -50,6 +51,35 @@ def test_beta_tcvae_weights_each_decomposition_term():
     expected = terms["recon"] + 2 * terms["index_code_mi"] + 6 * terms["total_correlation"] + 0.5 * terms["dimwise_kl"]
     torch.testing.assert_close(terms["loss"], expected)
     assert terms["total_correlation"].requires_grad  # it is optimised, unlike for β-VAE
+
+
+@pytest.mark.parametrize("b,d,n", [(24, 6, N), (8, 3, 1000)])
+def test_disentanglement_lib_tc_is_the_mws_tc_shifted_by_the_log_n_constants(b, d, n):
+    z, mu, logvar = _posterior(b, d)
+    mws = kl_decomposition(z, mu, logvar, n, "mws")["total_correlation"]
+    # Brute force: disentanglement_lib's total_correlation, item by item.
+    log_q = Normal(mu[None, :, :], torch.exp(0.5 * logvar[None, :, :])).log_prob(z[:, None, :])  # [i, j, d]
+    dlib = torch.stack(
+        [torch.logsumexp(log_q[i].sum(1), 0) - torch.logsumexp(log_q[i], 0).sum() for i in range(b)]
+    ).mean()
+    torch.testing.assert_close(total_correlation_dlib(z, mu, logvar), dlib)
+    torch.testing.assert_close(mws - dlib, torch.tensor((d - 1) * math.log(n * b), dtype=torch.float64))
+
+
+def test_beta_tcvae_in_disentanglement_lib_form():
+    objective = make_objective(
+        "beta_tcvae", {"beta": 6}, N, estimator="mws", options={"regulariser": "disentanglement_lib"}
+    )
+    model = objective.build_model(5, 1, "code")
+    terms = objective.forward_terms(model, _batches()(), 0, torch.Generator().manual_seed(0), "fp32")
+    assert list(terms) == list(objective.term_names()) and "alpha" not in terms and "gamma" not in terms
+    expected = terms["recon"] + terms["kl"] + 5 * terms["total_correlation_dlib"]
+    torch.testing.assert_close(terms["loss"], expected)
+    assert not terms["total_correlation"].requires_grad
+    shift = terms["total_correlation"] - terms["total_correlation_dlib"]
+    assert shift.item() == pytest.approx(4 * math.log(N * 32), rel=1e-5)
+    with pytest.raises(ValueError, match=r"variant_options\.regulariser"):
+        make_objective("beta_tcvae", {}, N, options={"regulariser": "tf"})
 
 
 # HFVAE ------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ __all__ = [
     "kl_normal_to_standard",
     "log_importance_weights",
     "reparameterize",
+    "total_correlation_dlib",
 ]
 
 ESTIMATORS = ("mss", "mws", "hfvae")
@@ -102,6 +103,24 @@ def kl_decomposition(
         "total_correlation": (log_qz - log_prod_qzd).mean(),
         "dimwise_kl": (log_prod_qzd - log_pz).mean(),
     }
+
+
+def total_correlation_dlib(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """disentanglement_lib's minibatch TC estimate (``vae.total_correlation``), without log-N constants:
+
+        TC_dlib = E_i[logsumexp_j Σ_d log q(z_id|x_j) − Σ_d logsumexp_j log q(z_id|x_j)]
+
+    It is minibatch weighted sampling with every weight 1 instead of 1/(N·B), so
+
+        TC_mws − TC_dlib = (D − 1) · log(N·B)
+
+    exactly (the D marginals each lose log(N·B), the joint once), where TC_mws is
+    :func:`kl_decomposition`'s ``total_correlation`` with ``estimator="mws"``.
+    """
+    pairwise = gaussian_log_density(z[:, None, :], mu[None, :, :], logvar[None, :, :])
+    log_qz = torch.logsumexp(pairwise.sum(2), dim=1)
+    log_prod_qzd = torch.logsumexp(pairwise, dim=1).sum(1)
+    return (log_qz - log_prod_qzd).mean()
 
 
 def grouped_kl_decomposition(
