@@ -247,6 +247,33 @@ def test_gbt_matches_scikit_learn():
         assert np.mean(ours.predict(x) == ref.predict(x)) > 0.98
 
 
+def test_gbt_splits_exactly_as_scikit_learn_on_continuous_features():
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from trainers.metrics.gbt import GradientBoostedTrees
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 3))  # 400 distinct values per feature: more than 256 quantile bins
+    y = np.digitize(x[:, 0] + 0.3 * x[:, 1], [-0.5, 0.5])
+    ours = GradientBoostedTrees(n_estimators=20).fit(x, y)
+    ref = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(x, y)
+    np.testing.assert_allclose(ours.feature_importances, ref.feature_importances_, atol=0.01)
+    centred = lambda raw: raw - raw.mean(1, keepdims=True)  # noqa: E731  (softmax ignores a shift per row)
+    np.testing.assert_allclose(centred(ours.decision(x)), centred(ref.decision_function(x)), atol=1e-6)
+
+
+def test_reference_dci_of_a_perfect_code_is_one():
+    from trainers.metrics.dci import dci_from_codes
+
+    rng = np.random.default_rng(0)
+    sizes = np.array([3, 6, 10])
+    factors = np.stack([rng.integers(0, s, 500) for s in sizes], 1)
+    code = np.tanh(3 * factors / sizes - 1)  # every latent a function of one factor
+    values = dci_from_codes(code[:300], factors[:300], code[300:], factors[300:])
+    for name in ("dci_disentanglement", "dci_completeness", "dci_informativeness"):
+        assert values[name] == pytest.approx(1.0, abs=5e-4), name
+
+
 def test_dci_ranks_codes():
     from trainers.metrics.dci import compute_dci
 

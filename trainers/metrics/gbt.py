@@ -9,10 +9,11 @@ initial score the log class prior; ``feature_importances_`` is the MSE impurity
 decrease of every split, summed per tree (weighted by node size), averaged over the
 trees and normalised to sum to 1.
 
-Splits are searched over per-feature bins: ``max_bins`` quantile bins, which is
-exact (every midpoint between distinct values) when a feature has at most
-``max_bins`` distinct values.  All class trees of a stage and all nodes of a level
-are grown together with one ``bincount`` per level.
+Splits are searched over per-feature bins: every midpoint between sorted distinct
+values (scikit-learn's exact splits) with ``max_bins=None``, or ``max_bins`` quantile
+bins, which is exact too when a feature has at most ``max_bins`` distinct values.
+All class trees of a stage and all nodes of a level are grown together with one
+``bincount`` per feature and level.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def _bin_edges(column: np.ndarray, max_bins: int) -> np.ndarray:
+def _bin_edges(column: np.ndarray, max_bins: int | None) -> np.ndarray:
     """Split thresholds of a feature: midpoints between distinct values, or quantiles."""
     values = np.unique(column)
-    if len(values) <= max_bins:
+    if max_bins is None or len(values) <= max_bins:
         return (values[:-1] + values[1:]) / 2.0
     quantiles = np.quantile(column, np.linspace(0, 1, max_bins + 1)[1:-1])
     return np.unique(quantiles)
@@ -36,7 +37,8 @@ class GradientBoostedTrees:
     n_estimators: int = 100
     learning_rate: float = 0.1
     max_depth: int = 3
-    max_bins: int = 256
+    #: Quantile bins per feature; None: every midpoint between distinct values (exact).
+    max_bins: int | None = None
     classes: np.ndarray = field(default_factory=lambda: np.empty(0))
     feature_importances: np.ndarray = field(default_factory=lambda: np.empty(0))
 
@@ -102,27 +104,30 @@ class GradientBoostedTrees:
             slot = np.arange(trees)[None, :] * width + node  # [n, trees]: (tree, node) of each sample
             slot_base = (slot * n_bins).ravel()
             size = trees * width * n_bins
-            shape = (trees, width, d, n_bins)
-            # One histogram per feature keeps the temporaries at n·trees, not n·trees·d.
-            s = np.empty(shape)
-            c = np.empty(shape)
+            shape = (trees, width, n_bins)
+            # One feature at a time keeps the temporaries at trees·width·n_bins, not ·d: with
+            # exact splits n_bins is the number of distinct values (up to n).
+            best_proxy = np.full((trees, width), -np.inf)
+            feature = np.zeros((trees, width), dtype=np.int64)
+            split_bin = np.zeros((trees, width), dtype=np.int64)
             for f in range(d):
                 keys = slot_base + np.repeat(bins[:, f], trees)
-                s[:, :, f, :] = np.bincount(keys, weights=flat_residual, minlength=size).reshape(trees, width, n_bins)
+                sl = np.bincount(keys, weights=flat_residual, minlength=size).reshape(trees, width, n_bins).cumsum(2)
                 if depth == 0:
                     # At the root every tree holds every sample: one count histogram serves all.
-                    c[:, :, f, :] = np.bincount(bins[:, f], minlength=n_bins)[None, None, :]
+                    cl = np.broadcast_to(np.bincount(bins[:, f], minlength=n_bins).cumsum()[None, None, :], shape)
                 else:
-                    c[:, :, f, :] = np.bincount(keys, minlength=size).reshape(trees, width, n_bins)
-            sl, cl = s.cumsum(3), c.cumsum(3)
-            st, ct = sl[..., -1:], cl[..., -1:]
-            sr, cr = st - sl, ct - cl
-            with np.errstate(divide="ignore", invalid="ignore"):
-                proxy = np.where((cl > 0) & (cr > 0), (cr * sl - cl * sr) ** 2 / (cl * cr), -1.0)
-            flat = proxy.reshape(trees, width, d * n_bins)
-            best = flat.argmax(axis=2)
-            best_proxy = np.take_along_axis(flat, best[..., None], axis=2)[..., 0]
-            feature, split_bin = best // n_bins, best % n_bins
+                    cl = np.bincount(keys, minlength=size).reshape(trees, width, n_bins).cumsum(2)
+                sr, cr = sl[..., -1:] - sl, cl[..., -1:] - cl
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    proxy = np.where((cl > 0) & (cr > 0), (cr * sl - cl * sr) ** 2 / (cl * cr), -1.0)
+                at = proxy.argmax(axis=2)
+                value = np.take_along_axis(proxy, at[..., None], axis=2)[..., 0]
+                # Strictly better only: ties keep the lower feature, as one argmax over all would.
+                better = value > best_proxy
+                best_proxy = np.where(better, value, best_proxy)
+                feature = np.where(better, f, feature)
+                split_bin = np.where(better, at, split_bin)
             # Node and child impurities from sums over samples (no per-bin squares needed).
             tree_of = np.broadcast_to(np.arange(trees)[None, :], node.shape)
             goes_right = np.take_along_axis(bins, feature[tree_of, node], axis=1) > split_bin[tree_of, node]
