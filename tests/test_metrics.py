@@ -283,3 +283,26 @@ def test_dci_ranks_codes():
     assert r["dci_disentanglement"] < p["dci_disentanglement"] - 0.2
     assert s["dci_completeness"] < p["dci_completeness"]  # factor a is spread over two latents
     assert n["dci_disentanglement"] < 0.2 and n["dci_informativeness"] < 0.5
+
+
+def test_array_level_scores_and_the_prune_threshold_option():
+    from trainers.metrics import METRICS
+    from trainers.metrics.beta_vae_score import beta_vae_score_of
+    from trainers.metrics.factor_vae_score import factor_vae_score_of
+
+    assert METRICS["factor_vae_score"].options["prune_threshold"] == 0.05
+    sizes = (4, 5, 6)
+
+    def code(rows):  # each factor on its latent, factor 2's with a std (0.017) below the default threshold
+        return np.stack([rows[:, 0], rows[:, 1], 0.01 * rows[:, 2]], 1).astype(np.float64)
+
+    small = {"num_variance_estimate": 500, "num_train": 200, "num_eval": 100, "batch_size": 16}
+    kept = factor_vae_score_of(code, sizes, prune_threshold=1e-6, **small)
+    pruned = factor_vae_score_of(code, sizes, **small)
+    assert kept["factor_vae_active_dims"] == 3 and pruned["factor_vae_active_dims"] == 2
+    # Votes for a fixed factor 2 go to the least-varying active latent: only latent 2 is right,
+    # and only when it is kept; factors 0 and 1 are always right.
+    assert kept["factor_vae_score"] == pytest.approx(1.0)
+    assert pruned["factor_vae_score"] == pytest.approx(2 / 3, abs=0.1)
+    beta = beta_vae_score_of(code, sizes, num_train=200, num_eval=100, batch_size=16)
+    assert set(beta) == {"beta_vae_score", "beta_vae_score_train"} and beta["beta_vae_score"] > 0.9

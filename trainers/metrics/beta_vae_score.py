@@ -17,7 +17,7 @@ import torch
 
 from trainers.data.base import GroundTruthData
 from trainers.metrics.linear import fit_logistic_regression
-from trainers.metrics.sampling import Representation, encode
+from trainers.metrics.sampling import CodeFunction, FactorRows, Representation, encode, numpy_representation
 
 
 def beta_vae_points(
@@ -64,3 +64,11 @@ def compute_beta_vae_score(
     train = beta_vae_points(representation, data, num_train, batch_size, generator, device)
     test = beta_vae_points(representation, data, num_eval, batch_size, generator, device)
     return beta_vae_score_from_points(*train, *test)
+
+
+def beta_vae_score_of(
+    code: CodeFunction, factor_sizes: tuple[int, ...], seed: int = 0, **options: int
+) -> dict[str, float]:
+    """The BetaVAE score of ``code``, a numpy function from factor index rows ``[n, K]`` to codes ``[n, d]``
+    (options as :func:`compute_beta_vae_score`'s)."""
+    return compute_beta_vae_score(numpy_representation(code), FactorRows(factor_sizes), seed, **options)

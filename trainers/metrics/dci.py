@@ -18,8 +18,8 @@ Importances (``importance=``):
               (:mod:`trainers.metrics.gbt`) and its exact splits (every midpoint
               between a latent's sorted distinct values), so a code whose every
               latent is a function of one factor scores 1.000.  (Earlier versions
-              binned each latent into 256 quantiles, which scored such a code with
-              noise within the factor's steps 0.990.)
+              binned each latent into 256 quantiles, which cannot separate the
+              classes of a latent with more distinct values than that.)
 ``gbt_fast``  the same model with 32 bins and 20 stages at learning rate 0.5; its
               difference from ``gbt`` is measured by ``benchmarks/metrics_suite.py``
               on the same inputs, never substituted silently.

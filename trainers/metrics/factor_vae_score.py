@@ -1,9 +1,9 @@
 """FactorVAE score (Kim & Mnih 2018), as disentanglement_lib computes it.
 
 Codes are divided by their global standard deviation (from ``num_variance_estimate``
-points); dimensions whose standard deviation is below 0.05 are collapsed and
-dropped.  Each vote: pick a factor k, draw ``batch_size`` rows that all share one
-value of factor k, and vote for the (active) latent of least variance
+points); dimensions whose standard deviation is below ``prune_threshold`` (0.05,
+disentanglement_lib's) are collapsed and dropped.  Each vote: pick a factor k, draw
+``batch_size`` rows that all share one value of factor k, and vote for the (active) latent of least variance
 (``ddof=1``).  A majority-vote classifier maps each latent to the factor it is
 most often voted for on ``num_train`` votes and is scored on ``num_eval`` others.
 
@@ -18,7 +18,14 @@ import numpy as np
 import torch
 
 from trainers.data.base import GroundTruthData
-from trainers.metrics.sampling import Representation, codes_and_factors, encode
+from trainers.metrics.sampling import (
+    CodeFunction,
+    FactorRows,
+    Representation,
+    codes_and_factors,
+    encode,
+    numpy_representation,
+)
 
 COLLAPSED_STD = 0.05
 
@@ -65,15 +72,24 @@ def compute_factor_vae_score(
     num_train: int = 10_000,
     num_eval: int = 5_000,
     num_variance_estimate: int = 10_000,
+    prune_threshold: float = COLLAPSED_STD,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     generator = torch.Generator().manual_seed(seed)
     codes, _ = codes_and_factors(representation, data, num_variance_estimate, generator, device=device)
     global_std = codes.std(axis=0, ddof=1)
-    active = global_std >= COLLAPSED_STD
+    active = global_std >= prune_threshold
     if not active.any():
         return {"factor_vae_score": 0.0, "factor_vae_score_train": 0.0, "factor_vae_active_dims": 0.0}
     scale = np.where(active, global_std, 1.0)
     train = factor_vae_votes(representation, data, num_train, batch_size, scale, active, generator, device)
     test = factor_vae_votes(representation, data, num_eval, batch_size, scale, active, generator, device)
     return {**factor_vae_accuracy(train, test), "factor_vae_active_dims": float(active.sum())}
+
+
+def factor_vae_score_of(
+    code: CodeFunction, factor_sizes: tuple[int, ...], seed: int = 0, **options: float
+) -> dict[str, float]:
+    """The FactorVAE score of ``code``, a numpy function from factor index rows ``[n, K]`` to codes ``[n, d]``
+    (options as :func:`compute_factor_vae_score`'s)."""
+    return compute_factor_vae_score(numpy_representation(code), FactorRows(factor_sizes), seed, **options)

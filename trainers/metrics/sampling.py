@@ -66,3 +66,26 @@ def train_test_codes(
     train = codes_and_factors(representation, data, num_train, generator, device=device)
     test = codes_and_factors(representation, data, num_test, generator, device=device)
     return (*train, *test)
+
+
+CodeFunction = Callable[[np.ndarray], np.ndarray]
+
+
+class FactorRows(GroundTruthData):
+    """A data set whose observations are its factor index rows (float64 ``[n, K]``), for array-level metrics."""
+
+    observation_shape = (1, 1, 1)
+
+    def __init__(self, factor_sizes: tuple[int, ...]) -> None:
+        self.factor_sizes = tuple(int(s) for s in factor_sizes)
+        self.factor_names = tuple(f"factor_{k}" for k in range(len(self.factor_sizes)))
+
+    def observations(
+        self, factors: torch.Tensor, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        return torch.as_tensor(factors, dtype=torch.float64)
+
+
+def numpy_representation(code: CodeFunction) -> Representation:
+    """A representation of :class:`FactorRows` from ``code``: factor rows ``[n, K]`` (int) → codes ``[n, d]``."""
+    return lambda rows: torch.as_tensor(np.asarray(code(rows.long().numpy()), dtype=np.float64))
