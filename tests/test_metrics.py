@@ -262,6 +262,27 @@ def test_gbt_splits_exactly_as_scikit_learn_on_continuous_features():
     np.testing.assert_allclose(centred(ours.decision(x)), centred(ref.decision_function(x)), atol=1e-6)
 
 
+def test_gbt_sorted_walk_grows_the_histogram_trees():
+    from trainers.metrics.gbt import GradientBoostedTrees
+
+    rng = np.random.default_rng(2)
+    # Continuous, repeated and discrete features, and a copy of the first: every kind of bin
+    # and of tie (the first stage's residuals take few values; a copy ties with its original).
+    x = np.c_[rng.normal(size=(400, 2)), np.round(rng.normal(size=400), 1), rng.integers(0, 3, 400)]
+    x = np.c_[x, x[:, 0]]
+    for y in (np.digitize(x[:, 0] + 0.5 * x[:, 2] + 0.3 * x[:, 3], [-1, 0, 1]), (x[:, 1] > 0.2).astype(int)):
+        searches = ("histogram", "sorted", "auto")
+        fits = {s: GradientBoostedTrees(n_estimators=8, split_search=s).fit(x, y) for s in searches}
+        reference = fits.pop("histogram")
+        for fit in fits.values():
+            for ours, theirs in zip(fit.stages, reference.stages, strict=True):
+                np.testing.assert_array_equal(ours[0], theirs[0])  # split features
+                np.testing.assert_array_equal(ours[1], theirs[1])  # split bins
+                np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-9)  # leaf values
+            np.testing.assert_allclose(fit.feature_importances, reference.feature_importances, rtol=1e-9)
+        assert reference.feature_importances[4] == 0.0  # ties go to the lower feature
+
+
 def test_reference_dci_of_a_perfect_code_is_one():
     from trainers.metrics.dci import dci_from_codes
 
