@@ -327,3 +327,28 @@ def test_array_level_scores_and_the_prune_threshold_option():
     assert pruned["factor_vae_score"] == pytest.approx(2 / 3, abs=0.1)
     beta = beta_vae_score_of(code, sizes, num_train=200, num_eval=100, batch_size=16)
     assert set(beta) == {"beta_vae_score", "beta_vae_score_train"} and beta["beta_vae_score"] > 0.9
+
+
+def test_metrics_run_on_the_trials_threads_and_give_them_back(monkeypatch):
+    from trainers.config import TrainConfig
+    from trainers.metrics import Metric
+    from trainers.metrics.threads import metric_threads
+    from trainers.train import compute_metric
+
+    before = torch.get_num_threads()
+    seen = []
+
+    def probe(representation, data, seed, device="cpu"):
+        seen.append(torch.get_num_threads())
+        return {"probe": 0.0}
+
+    monkeypatch.setitem(METRICS, "probe", Metric(probe, "mean", ("probe",)))
+    model = torch.nn.Module()
+    model.representation = lambda x: x
+    target = 2 if before != 2 else 1
+    assert compute_metric("probe", model, DATA, TrainConfig(num_threads=target), torch.device("cpu")) == {"probe": 0.0}
+    compute_metric("probe", model, DATA, TrainConfig(num_threads=0), torch.device("cpu"))  # 0: torch's own setting
+    assert seen == [target, before] and torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), metric_threads(target):
+        raise RuntimeError("a metric failed")
+    assert torch.get_num_threads() == before

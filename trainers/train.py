@@ -27,6 +27,7 @@ from trainers.config import ModelOptions, TrainConfig
 from trainers.data import GroundTruthData, make_dataset
 from trainers.images import tile, write_gif, write_png
 from trainers.metrics import METRICS
+from trainers.metrics.threads import metric_threads
 from trainers.models import TRAVERSAL_VALUES
 from trainers.objectives import Objective, make_objective
 
@@ -332,7 +333,9 @@ def compute_metric(
             raise ValueError(f"eval.metrics: {name} needs a Gaussian posterior; {config.variant} has none")
         representation = model.posterior
     options = config.eval.metric_options.get(name, {})
-    with torch.no_grad():
+    # The trial's CPU share, whatever set torch's threads since (a metric fitting on every core
+    # beside training trials runs several times slower).
+    with torch.no_grad(), metric_threads(config.num_threads):
         return metric.compute(representation, data, seed=seed, device=device, **options)
 
 
