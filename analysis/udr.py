@@ -105,10 +105,23 @@ def configuration_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c == "variant" or ("." in c and not c.startswith("metric"))]
 
 
-def udr_by_configuration(df: pd.DataFrame, codes_column: str = "codes", by: Sequence[str] | None = None) -> pd.Series:
-    """UDR of every row whose ``codes_column`` names a ``codes.npz``, among the rows of
-    the same configuration (``by``; default :func:`configuration_columns`, i.e. all but the
-    seed).  Rows without codes, or alone in their configuration, get NaN."""
+def udr_by_configuration(
+    df: pd.DataFrame, codes_column: str = "codes", by: Sequence[str] | None = None, root: str | Path | None = None
+) -> pd.Series:
+    """UDR of every trial among the trials of the same configuration.
+
+    Args:
+        df: One row per trial; ``codes_column`` names each trial's ``codes.npz`` (null: none).
+        codes_column: The column of codes files.
+        by: The columns that identify a configuration; default :func:`configuration_columns`,
+            i.e. the variant and every ``<weight>.<param>`` (all but the seed).
+        root: The folder that relative codes paths are relative to (a study folder records
+            them so); default the working directory.
+
+    Returns:
+        A float Series ``udr`` on ``df``'s index; NaN for rows without codes or alone in
+        their configuration.
+    """
     out = pd.Series(np.nan, index=df.index, name="udr", dtype=float)
     if codes_column not in df.columns:
         return out
@@ -121,6 +134,6 @@ def udr_by_configuration(df: pd.DataFrame, codes_column: str = "codes", by: Sequ
     for _, index in have.groupby(grouped).groups.items():
         if len(index) < 2:
             continue
-        loaded = [load_codes(have.at[i, codes_column]) for i in index]
+        loaded = [load_codes(Path(root or ".") / have.at[i, codes_column]) for i in index]
         out.loc[index] = udr_scores([c for c, _ in loaded], [k for _, k in loaded])
     return out

@@ -1,14 +1,23 @@
 """``vae-study``: run a study, validate a spec, export results, show a study's status,
 write its report, deliver tracking that could not reach MLflow (``sync``).
 
-Exit codes: 0 success; 1 `sync` left something undelivered; 2 bad input (an invalid spec, a missing file, a study
-folder in use), with an error naming the field or file and nothing written.
+Exit codes (:class:`ExitCode`):
+
+* 0: every trial ended by design: completed, failed (diverged) or pruned;
+* 1: some trials errored (crashed after their retries), listed in the summary; for
+  ``sync``, something is still undelivered;
+* 2: bad input: an invalid spec, a missing or malformed file, a study folder in use, or
+  what the preflight found (a storage, tracking server or cluster that cannot serve
+  the study), with an error naming the field or file, and nothing written;
+* 130: interrupted (Ctrl+C): the study stopped and can be resumed.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +27,16 @@ from study.spec import SpecError, load_spec, read_spec_text
 if TYPE_CHECKING:
     from study.runner import StudyOutcome
 
-EXIT_BAD_INPUT = 2
+
+
+class ExitCode(IntEnum):
+    """What ``vae-study`` exits with (see the module docstring)."""
+
+    OK = 0
+    TRIALS_ERRORED = 1
+    BAD_INPUT = 2
+    INTERRUPTED = 130
+
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,12 +50,17 @@ def _parser() -> argparse.ArgumentParser:
         "--address", help="Ray cluster address (auto, ray://host:10001); default RAY_ADDRESS or a local Ray"
     )
     run.add_argument("--num-trials", type=int, help="override search.num_trials")
+    run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a local Ray (127.0.0.1:8265)")
 
     resume = commands.add_parser(
         "resume", help="finish a study whose driver died (kept trials, resumed ones, the rest)"
     )
     resume.add_argument("study_dir", type=Path)
     resume.add_argument("--address", help="Ray cluster address; default RAY_ADDRESS or a local Ray")
+    resume.add_argument(
+        "--take-over", action="store_true", help="claim a folder whose run died (its study.lock names a dead process)"
+    )
+    resume.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a local Ray")
 
     validate = commands.add_parser("validate", help="check a spec and print it resolved")
     validate.add_argument("spec", type=Path)
@@ -57,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command() -> str:
+    return shlex.join(["vae-study", *sys.argv[1:]])
+
+
 def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     if args.num_trials is not None:
@@ -69,14 +96,21 @@ def _run(args: argparse.Namespace) -> int:
 
     from study.runner import run_study  # Ray and MLflow load only when a study runs
 
-    outcome = run_study(spec, study_dir, args.address, spec_text=read_spec_text(args.spec))
-    _print_outcome(spec.name, outcome)
-    return 0
+    text = read_spec_text(args.spec)
+    outcome = run_study(spec, study_dir, args.address, spec_text=text, command=_command(), dashboard=args.dashboard)
+    return _print_outcome(spec.name, outcome)
 
 
-def _print_outcome(name: str, outcome: StudyOutcome) -> None:
+def _print_outcome(name: str, outcome: StudyOutcome) -> int:
+    """The closing summary; returns the exit code it stands for."""
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) or "no trials"
-    print(f"\nStudy {name!r} done: {counts}.")
+    if outcome.interrupted:
+        code, headline = ExitCode.INTERRUPTED, f"Study {name!r} stopped ({counts} so far)"
+    elif outcome.counts.get("error"):
+        code, headline = ExitCode.TRIALS_ERRORED, f"Study {name!r} done, with errors: {counts}"
+    else:
+        code, headline = ExitCode.OK, f"Study {name!r} done: {counts}"
+    print(f"\n{headline}.")
     print(f"  study folder : {outcome.study_dir}")
     print(f"  results      : {outcome.results}")
     if outcome.pareto:
@@ -85,14 +119,19 @@ def _print_outcome(name: str, outcome: StudyOutcome) -> None:
         print(f"  browse runs  : {outcome.tracking_uri}")
     else:
         print(f"  browse runs  : mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    if code == ExitCode.TRIALS_ERRORED:
+        where = shlex.quote(str(outcome.study_dir))
+        print(f"  errors       : failure_reason in {outcome.results.name}, or vae-study status {where}")
+    if code == ExitCode.INTERRUPTED:
+        print(f"  resume with  : vae-study resume {shlex.quote(str(outcome.study_dir))}")
+    return code
 
 
 def _resume(args: argparse.Namespace) -> int:
     from study.resume import resume_study
 
-    outcome = resume_study(args.study_dir, args.address)
-    _print_outcome(outcome.study_dir.name, outcome)
-    return 0
+    outcome = resume_study(args.study_dir, args.address, args.take_over, _command(), args.dashboard)
+    return _print_outcome(outcome.study_dir.name, outcome)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -142,7 +181,7 @@ def _sync(args: argparse.Namespace) -> int:
     if folder.results.exists():
         export_results(args.study_dir)  # its undelivered_metrics column
     print(f"{delivered} operations delivered to {uri}; {left} still waiting")
-    return 1 if left else 0
+    return ExitCode.TRIALS_ERRORED if left else ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args)
     except (SpecError, RecordError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
+    except KeyboardInterrupt:
+        print("\nstopped at once (second Ctrl+C); finished trials are kept; vae-study resume goes on", file=sys.stderr)
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

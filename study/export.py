@@ -24,8 +24,9 @@ column                      meaning
                             trial's configuration; null for a configuration run once
 ``mlflow_run_id``           the trial's nested MLflow run
 ``mlflow_parent_run_id``    the study's MLflow run
-``checkpoint``              path of the final checkpoint
-``codes``                   path of the trial's ``codes.npz`` (mean codes for UDR)
+``checkpoint``              path of the final checkpoint, relative to the study folder
+``codes``                   path of the trial's ``codes.npz`` (mean codes for UDR),
+                            relative to the study folder
 ``train_seconds``, ``eval_seconds``, ``images_per_second``, ``started_at``,
 ``finished_at`` (Unix seconds), ``resumed_from_step``
 ``pack_id``, ``pack_size``  the Ray trial (pack) that trained the trial, and the
@@ -83,7 +84,7 @@ def trial_rows(study_dir: Path) -> list[dict[str, Any]]:
         row["undelivered_metrics"] = spilled_metric_count(trial.spill_file)
         rows.append(row)
     if any(row.get("codes") for row in rows):
-        udr = udr_by_configuration(pd.DataFrame(rows))
+        udr = udr_by_configuration(pd.DataFrame(rows), root=study_dir)
         for row, value in zip(rows, udr.tolist(), strict=True):
             row["udr"] = None if value != value else value  # null, not NaN: no score
     return rows

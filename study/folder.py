@@ -4,6 +4,8 @@ This module is the folder's only owner: other modules ask it for paths and read 
 write records through it.  Layout::
 
     STUDY_DIR/
+      study.lock                    the run or resume that owns the folder (:class:`StudyLock`)
+      stop_requested                written on Ctrl+C: running trials checkpoint and stop
       spec.yaml, spec.json          the spec as given and as resolved
       study_run.json                the study's MLflow coordinates (paths relative to the folder)
       mlflow.db, mlartifacts/       the default MLflow store
@@ -20,6 +22,10 @@ write records through it.  Layout::
         undelivered_tracking.jsonl  tracking the MLflow server did not take
       packs/<pack id>/checkpoint/   the checkpoint of a pack of several members
 
+Every path the folder records is relative to it (artifact paths to the study folder,
+the MLflow store to the folder when it is the default one), so a copied or moved
+folder resumes, exports and reports into itself.
+
 A file that cannot be read as what it should be raises :class:`RecordError` naming it.
 """
 
@@ -28,6 +34,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import StrEnum
@@ -43,6 +52,7 @@ PARETO_PNG, RAY_DIR, TRIALS_DIR, PACKS_DIR = "pareto.png", "ray", "trials", "pac
 PLAN_FILE, META_FILE, HISTORY_FILE, RESULT_FILE = "trial_config.json", "trial.json", "history.jsonl", "result.json"
 ARTIFACTS_DIR, CHECKPOINT_DIR, SPILL_FILE = "artifacts", "checkpoint", "undelivered_tracking.jsonl"
 CHECKPOINT_STATE, CHECKPOINT_META = "state.pt", "trial.json"
+LOCK_FILE, STOP_FILE = "study.lock", "stop_requested"
 
 
 class RecordError(ValueError):
@@ -211,6 +221,10 @@ class TrialFolder:
     artifacts = property(lambda self: self.path / ARTIFACTS_DIR)
     spill_file = property(lambda self: self.path / SPILL_FILE)
 
+    def study_path(self, path: str | Path) -> str:
+        """``path`` (inside this trial's folder) as the study folder records it: relative to the study folder."""
+        return os.path.relpath(Path(path).resolve(), self.path.parent.parent.resolve())
+
     def create(self) -> TrialFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         return self
@@ -295,8 +309,15 @@ class StudyFolder:
     trials_dir = property(lambda self: self.root / TRIALS_DIR)
     packs_dir = property(lambda self: self.root / PACKS_DIR)
 
+    lock_file = property(lambda self: self.root / LOCK_FILE)
+    stop_file = property(lambda self: self.root / STOP_FILE)
+
     def is_used(self) -> bool:
-        return self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir()))
+        """Whether the folder holds anything but its lock (a study, or other files)."""
+        if not self.root.exists():
+            return False
+        return not self.root.is_dir() or any(p.name != LOCK_FILE for p in self.root.iterdir())
+
 
     def trial(self, trial_id: str) -> TrialFolder:
         return TrialFolder(self.trials_dir / trial_id)
@@ -318,6 +339,155 @@ class StudyFolder:
         if not isinstance(data, dict):
             raise RecordError(f"{self.spec_json}: expected a JSON object")
         return data
+
+
+# -- the folder's owner ---------------------------------------------------------------------
+
+
+class FolderInUse(RecordError):
+    """The study folder is claimed by another run or resume (or by one that died)."""
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), to tell a reused PID apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """Who holds ``study.lock``: host, PID (and its start time), the command, since when."""
+
+    host: str
+    pid: int
+    command: str = ""
+    started_at: float = 0.0
+    process_start: str | None = None
+
+    @classmethod
+    def me(cls, command: str) -> LockOwner:
+        return cls(socket.gethostname(), os.getpid(), command, time.time(), _process_start(os.getpid()))
+
+    def alive(self) -> bool | None:
+        """Whether the owner still runs; None when it runs on another host (cannot tell from here)."""
+        if self.host != socket.gethostname():
+            return None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # another user's live process
+        start = _process_start(self.pid)
+        return not (start and self.process_start and start != self.process_start)
+
+    def describe(self) -> str:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started_at))
+        return f"`{self.command}` (pid {self.pid} on {self.host}, since {since})"
+
+
+class StudyLock:
+    """``study.lock``: one run or resume owns a study folder at a time.
+
+    The lock is claimed atomically (a complete file hard-linked into place, which fails
+    if one exists) before anything else is written, and released when the run ends.
+    A lock whose process is gone (a killed driver) stays until a resume takes it over
+    (``take_over``); one held by a live process, or on another host unless taken
+    over explicitly, is never broken.
+    """
+
+    def __init__(self, folder: StudyFolder) -> None:
+        self.folder = folder
+        self.owner: LockOwner | None = None
+        self.created: list[Path] = []
+
+    def read_owner(self) -> LockOwner | None:
+        """The current holder (None: the folder is not claimed)."""
+        try:
+            data = json.loads(self.folder.lock_file.read_text())
+            return LockOwner(**data)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as error:
+            lock = self.folder.lock_file
+            raise RecordError(f"{lock}: not a study lock ({error}); remove it if no run uses the folder") from None
+
+    def claim(self, command: str, take_over: bool = False) -> StudyLock:
+        """Claim the folder (creating it) or raise :class:`FolderInUse` naming the owner.
+
+        ``take_over``: replace a lock whose owner is gone (or runs on another host)."""
+        missing = [p for p in (self.folder.root, *self.folder.root.parents) if not p.exists()]
+        self.folder.root.mkdir(parents=True, exist_ok=True)
+        #: The folders this claim created, innermost first (removed by :meth:`withdraw`).
+        self.created = missing
+        me = LockOwner.me(command)
+        staging = self.folder.root / f".{LOCK_FILE}.{me.host}.{me.pid}"
+        staging.write_text(json.dumps(asdict(me)))
+        try:
+            for _ in range(2):
+                try:
+                    os.link(staging, self.folder.lock_file)
+                    self.owner = me
+                    return self
+                except FileExistsError:
+                    holder = self.read_owner()
+                    if holder is None:
+                        continue  # released in between: try again
+                    self._refuse_or_take_over(holder, take_over)
+            raise FolderInUse(f"{self.folder.root}: the study folder is being claimed by another run")
+        finally:
+            staging.unlink(missing_ok=True)
+
+    def _refuse_or_take_over(self, holder: LockOwner, take_over: bool) -> None:
+        alive = holder.alive()
+        where = self.folder.root
+        if alive:
+            raise FolderInUse(f"{where}: the study folder is in use by {holder.describe()}")
+        if not take_over:
+            state = "is no longer running" if alive is False else "runs on another host (cannot check from here)"
+            raise FolderInUse(
+                f"{where}: the study folder was claimed by {holder.describe()}, which {state}; if no run uses it, "
+                f"take it over with: vae-study resume {where} --take-over"
+            )
+        # Move the stale lock aside, then claim; a lock that changed meanwhile is put back.
+        aside = self.folder.root / f".{LOCK_FILE}.stale"
+        os.replace(self.folder.lock_file, aside)
+        if self._owner_in(aside) != holder:
+            os.replace(aside, self.folder.lock_file)
+            raise FolderInUse(f"{where}: the study folder was claimed by another run meanwhile")
+        aside.unlink()
+        print(f"Took over {where} from {holder.describe()}.", file=sys.stderr)
+
+    @staticmethod
+    def _owner_in(path: Path) -> LockOwner | None:
+        try:
+            return LockOwner(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def release(self) -> None:
+        """Remove the lock if this process still holds it."""
+        if self.owner is not None and self._owner_in(self.folder.lock_file) == self.owner:
+            self.folder.lock_file.unlink(missing_ok=True)
+        self.owner = None
+
+    def withdraw(self) -> None:
+        """Release, and remove the folders the claim created if nothing else was written in them
+        (a run refused after its claim leaves nothing behind)."""
+        self.release()
+        for path in self.created:
+            try:
+                path.rmdir()
+            except OSError:
+                break  # not empty: something else lives there now
+
+    def __enter__(self) -> StudyLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def member_id(pack_id: str, index: int, size: int) -> str:

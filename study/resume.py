@@ -28,8 +28,9 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from study.folder import StudyFolder, TrialPlan, TrialRecord, read_json
-from study.runner import StudyOutcome, check_cluster, finish_study, init_ray, launch
+from study.folder import StudyFolder, StudyLock, TrialPlan, TrialRecord
+from study.preflight import check_before_ray, check_storage, check_study_dir, check_tracking
+from study.runner import StudyOutcome, connect, finish_study, launch, ray_address
 from study.searchers import (
     MEMBERS,
     PACK_ID,
@@ -40,8 +41,8 @@ from study.searchers import (
     plan_member,
 )
 from study.space import grid_points, make_storage
-from study.spec import SpecError, stored_spec
-from study.tracking import StudyRun
+from study.spec import SpecError, StudySpec, stored_spec
+from study.tracking import StudyRun, rebase_artifact_store
 
 
 def scan_trials(folder: StudyFolder) -> tuple[list[tuple[TrialPlan | None, TrialRecord]], list[TrialPlan]]:
@@ -50,6 +51,7 @@ def scan_trials(folder: StudyFolder) -> tuple[list[tuple[TrialPlan | None, Trial
     ended, interrupted = [], []
     for trial in folder.trials():
         plan, record = trial.read_plan(), trial.read_record()
+        trial.mlflow_run_id()  # read now: a malformed trial.json stops the resume before it changes anything
         if record is not None:
             ended.append((plan, record))
         elif plan is not None:
@@ -78,25 +80,62 @@ def _next_experiment() -> str:
     return f"ray-resume-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def resume_study(study_dir: Path, address: str | None = None) -> StudyOutcome:
-    """See the module docstring."""
+def resume_study(
+    study_dir: Path,
+    address: str | None = None,
+    take_over: bool = False,
+    command: str = "vae-study resume",
+    dashboard: bool = False,
+) -> StudyOutcome:
+    """See the module docstring.  Claims the folder first (``take_over``: from a run that died);
+    then every trial file is read and the preflight passes before anything changes."""
     folder = StudyFolder(study_dir.resolve())
     spec = stored_spec(folder.read_spec(), str(folder.spec_json))
     if not folder.study_run.is_file():
         raise SpecError(f"{folder.root}: not a resumable study folder (no {folder.study_run.name} inside)")
-    study_run = StudyRun(**read_json(folder.study_run))
-    # Every record is read before anything changes: a malformed one stops the resume here.
-    ended, interrupted = scan_trials(folder)
-    init_ray(address)
-    check_cluster(spec)
-    queued = interrupted_packs(ended, interrupted)
-    started = len(ended) + len(interrupted)
+    with StudyLock(folder).claim(command, take_over=take_over):
+        study_run = StudyRun.load(folder, spec.tracking.uri)
+        # Every plan, record and run id is read before anything changes: a malformed one stops here.
+        ended, interrupted = scan_trials(folder)
+        queued = interrupted_packs(ended, interrupted)
+        grid = _remaining_grid(spec, ended, interrupted) if spec.search.mode == "grid" else None
+        started = len(ended) + len(interrupted)
+        budget = len(grid) if grid is not None else max(0, spec.search.num_trials - started)
+        if queued or budget:
+            check_before_ray(spec, folder, ray_address(address) is None, "STUDY_DIR")
+            connect(spec, address, dashboard)
+        else:  # nothing left to train: no Ray and no device, only the records and their stores
+            check_study_dir(folder, "STUDY_DIR")
+            check_storage(spec, folder)
+            check_tracking(spec)
+        folder.stop_file.unlink(missing_ok=True)  # left by the Ctrl+C that stopped it
+        rebase_artifact_store(study_run, folder)
+        return _resume(spec, folder, study_run, ended, interrupted, queued, grid, address)
 
-    if spec.search.mode == "grid":
-        taken = {_canonical(plan.point) for plan in [*(p for p, _ in ended if p), *interrupted]}
-        source: GridSource | OptunaSource = GridSource(p for p in grid_points(spec) if _canonical(p) not in taken)
-        budget = len(source.points)
+
+def _remaining_grid(
+    spec: StudySpec, ended: list[tuple[TrialPlan | None, TrialRecord]], interrupted: list[TrialPlan]
+) -> list[dict[str, Any]]:
+    """The grid points no trial has taken."""
+    taken = {_canonical(plan.point) for plan in [*(p for p, _ in ended if p), *interrupted]}
+    return [p for p in grid_points(spec) if _canonical(p) not in taken]
+
+
+def _resume(
+    spec: StudySpec,
+    folder: StudyFolder,
+    study_run: StudyRun,
+    ended: list[tuple[TrialPlan | None, TrialRecord]],
+    interrupted: list[TrialPlan],
+    queued: list[dict],
+    grid: list[dict[str, Any]] | None,
+    address: str | None,
+) -> StudyOutcome:
+    if grid is not None:
+        source: GridSource | OptunaSource = GridSource(grid)
+        budget = len(grid)
     else:
+        started = len(ended) + len(interrupted)
         budget = max(0, spec.search.num_trials - started)
         storage = make_storage(spec, folder.root)
         study = optuna_study(spec, storage, seed_offset=started)
@@ -106,7 +145,9 @@ def resume_study(study_dir: Path, address: str | None = None) -> StudyOutcome:
                 source.tell(plan_member(plan), record.status, record.values)
         source.fail_orphans({plan.optuna["number"] for plan in interrupted if plan.optuna})
 
-    MlflowClient(study_run.tracking_uri).update_run(study_run.parent_run_id, status="RUNNING")
+    client = MlflowClient(study_run.tracking_uri)
+    client.update_run(study_run.parent_run_id, status="RUNNING")
+    client.set_tag(study_run.parent_run_id, "study_dir", str(folder.root))
     if not queued and not budget:
         return finish_study(spec, folder, study_run, "FINISHED")
     searcher = PackSearcher(source, spec.pack_size(), queued)

@@ -9,10 +9,10 @@ PRUNED, never COMPLETE, so it cannot corrupt the front.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ import ray
 import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
+from ray._private import ray_constants
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
 from ray.tune.search import ConcurrencyLimiter
 
@@ -30,7 +31,9 @@ from analysis.plots import plot_pareto
 from analysis.report import write_report
 from analysis.results import load_results
 from study.export import export_results
-from study.folder import StudyFolder, TrialRecord, TrialStatus, member_name, write_json_atomic
+from study.folder import FolderInUse, StudyFolder, StudyLock, TrialRecord, TrialStatus, member_name
+from study.interrupt import StudyInterrupt
+from study.preflight import PreflightError, check_before_ray, check_cluster
 from study.searchers import GridSource, OptunaSource, PackSearcher, optuna_study, pack_plans
 from study.space import grid_points, make_storage
 from study.spec import SpecError, StudySpec
@@ -52,6 +55,8 @@ WORKER_ENV = {
     "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296",
     **FAIL_FAST_HTTP_ENV,
 }
+#: Ray's switch for single-machine hosts: nodes use the loopback address (see init_ray).
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 class StudyDirError(SpecError):
@@ -63,10 +68,12 @@ class RecordUnended(tune.Callback):
     counted: members of a pack that crashed (``error``) and of one a scheduler stopped early
     (``pruned``, its MLflow run ended KILLED)."""
 
-    def __init__(self, folder: StudyFolder, spec: StudySpec, tracking_uri: str) -> None:
-        self.folder, self.spec, self.tracking_uri = folder, spec, tracking_uri
+    def __init__(self, folder: StudyFolder, spec: StudySpec, tracking_uri: str, interrupt: StudyInterrupt) -> None:
+        self.folder, self.spec, self.tracking_uri, self.interrupt = folder, spec, tracking_uri, interrupt
 
     def _record(self, trial: Any, status: TrialStatus, reason: str) -> None:
+        if self.interrupt.requested.is_set():
+            return  # stopped by Ctrl+C, not ended: no record, so that a resume runs it on
         for plan in pack_plans(trial.config, trial.trial_id):
             member = self.folder.trial(plan.trial_id).create()
             if member.result_file.exists():
@@ -146,13 +153,20 @@ class StudyOutcome:
     results: Path
     pareto: Path | None
     counts: dict[str, int] = field(default_factory=dict)
+    #: Stopped by Ctrl+C (or SIGTERM) before every trial ended; resumable.
+    interrupted: bool = False
 
 
-def refuse_used_study_dir(folder: StudyFolder) -> None:
+def refuse_used_study_dir(folder: StudyFolder, claimed: bool = False) -> None:
+    """A new study needs a folder that holds nothing (one claimed by another run names its owner)."""
+    owner = StudyLock(folder).read_owner() if folder.lock_file.exists() and not claimed else None
+    if owner is not None and owner.alive() is not False:
+        raise FolderInUse(f"{folder.root}: the study folder is in use by {owner.describe()}")
     if folder.is_used():
+        what = "holds a study" if folder.spec_json.exists() else "already holds files"
         raise StudyDirError(
-            f"{folder.root}: the study folder already holds files; choose another with --study-dir "
-            "(finished trials are never overwritten)"
+            f"{folder.root}: the study folder {what} (finished trials are never overwritten); resume it with "
+            f"`vae-study resume {folder.root}` or choose another folder with --study-dir"
         )
 
 
@@ -164,27 +178,43 @@ FORWARDED_ENV = (
 )  # fmt: skip
 
 
-def init_ray(address: str | None) -> None:
-    """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray in-process."""
+_CLUSTER_DEFAULT = ray_constants.ENABLE_RAY_CLUSTER
+
+
+def ray_address(address: str | None) -> str | None:
+    """The cluster to connect to: ``--address``, else ``RAY_ADDRESS`` (None: a local Ray)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def init_ray(address: str | None, dashboard: bool = False) -> None:
+    """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray in-process.
+
+    A local Ray is closed to the network: its node address is the loopback, so the GCS,
+    raylet, driver and workers listen on 127.0.0.1 only (Ray's own single-machine mode,
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), every connection needs Ray's token (a new
+    local Ray's default unless ``RAY_AUTH_MODE`` says otherwise; the token is generated
+    into ``~/.ray/auth_token``), and the dashboard
+    runs only with ``dashboard`` (on 127.0.0.1:8265, behind the same token).  A cluster
+    given by address keeps its own settings.
+    """
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = ray_address(address)
     env = {**WORKER_ENV, **{k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}}
     options: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": logging.WARNING}
     if not address:
-        options["include_dashboard"] = False
-    ray.init(address=address, **options)
-
-
-def check_cluster(spec: StudySpec) -> None:
-    """A multi-node cluster needs the study folder on shared storage (see StorageSpec)."""
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) > 1 and not spec.storage.shared:
-        raise SpecError(
-            f"storage.shared: this Ray cluster has {len(nodes)} nodes; trials on every node write to the study "
-            "folder, so put --study-dir on a filesystem all nodes mount (and storage.path on it or in the cloud, "
-            "e.g. s3://bucket/studies), then set storage.shared: true"
-        )
+        os.environ[LOOPBACK_ENV] = "0"  # inherited by the GCS, raylet and workers this driver starts
+        ray_constants.ENABLE_RAY_CLUSTER = False  # the constant was read when ray was imported
+        options["include_dashboard"] = dashboard
+    else:
+        ray_constants.ENABLE_RAY_CLUSTER = _CLUSTER_DEFAULT
+    try:
+        ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        if not address:
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PreflightError(f"--address: cannot connect to the Ray cluster at {address} ({first})") from None
 
 
 def storage_options(spec: StudySpec, study_dir: Path) -> dict[str, Any]:
@@ -203,15 +233,44 @@ def storage_options(spec: StudySpec, study_dir: Path) -> dict[str, Any]:
     return {"storage_path": path}
 
 
+def connect(spec: StudySpec, address: str | None, dashboard: bool) -> None:
+    """The last of the preflight (``study.preflight``): connect to Ray, then check the cluster."""
+    init_ray(address, dashboard)
+    note = check_cluster(spec)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def run_study(
-    spec: StudySpec, study_dir: Path, address: str | None = None, spec_text: str | None = None
+    spec: StudySpec,
+    study_dir: Path,
+    address: str | None = None,
+    spec_text: str | None = None,
+    command: str = "vae-study run",
+    dashboard: bool = False,
 ) -> StudyOutcome:
-    """Run ``spec`` to completion in ``study_dir``; see the module docstring."""
+    """Run ``spec`` to completion in ``study_dir``; see the module docstring.
+
+    Checks everything it can before writing (``study.preflight``), then claims the folder
+    (``study.lock``) for as long as it runs.  Raises ``KeyboardInterrupt`` on a second Ctrl+C."""
     folder = StudyFolder(study_dir.resolve())
+    check_before_ray(spec, folder, ray_address(address) is None, "--study-dir")
     refuse_used_study_dir(folder)
-    init_ray(address)
-    check_cluster(spec)
-    folder.root.mkdir(parents=True, exist_ok=True)  # only now: a refused run writes nothing
+    # Claimed before Ray starts: of two runs into one folder, the second is refused at once.
+    lock = StudyLock(folder).claim(command)
+    try:
+        refuse_used_study_dir(folder, claimed=True)  # another run may have used it since the first check
+        try:
+            connect(spec, address, dashboard)
+        except BaseException:
+            lock.withdraw()  # refused: leave nothing behind
+            raise
+        return _start_study(spec, folder, address, spec_text)
+    finally:
+        lock.release()
+
+
+def _start_study(spec: StudySpec, folder: StudyFolder, address: str | None, spec_text: str | None) -> StudyOutcome:
     folder.spec_yaml.write_text(
         spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     )
@@ -230,11 +289,11 @@ def run_study(
             "variant": ",".join(spec.variant_specs()),
             "search_algorithm": "grid" if spec.search.mode == "grid" else f"optuna-{spec.search.sampler}",
             "objectives": ",".join(f"{n}:{m}" for n, m in zip(names, modes, strict=True)),
-            "study_dir": str(folder.root),
+            "study_dir": str(folder.root),  # where it runs now; a resume of a moved folder updates it
         },
         spec_file=folder.spec_yaml,
     )
-    write_json_atomic(folder.study_run, dataclasses.asdict(study_run))
+    study_run.save(folder)
 
     if spec.search.mode == "grid":
         source: GridSource | OptunaSource = GridSource(grid_points(spec))
@@ -256,7 +315,13 @@ def launch(
     address: str | None,
     experiment: str,
 ) -> StudyOutcome:
-    """Run the packs ``searcher`` suggests (at most ``num_packs``) with Tune, then :func:`finish_study`."""
+    """Run the packs ``searcher`` suggests (at most ``num_packs``) with Tune, then :func:`finish_study`.
+
+    Ctrl+C or SIGTERM stops the study gracefully (``study.interrupt``): the outcome is
+    ``interrupted`` and the parent run KILLED; a second Ctrl+C raises ``KeyboardInterrupt``
+    after marking the parent run KILLED."""
+    interrupt = StudyInterrupt(folder)
+    searcher.stopping = interrupt.requested
     tune_config = tune.TuneConfig(
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
         num_samples=max(1, num_packs),
@@ -273,6 +338,8 @@ def launch(
     # Checkpoint reports carry training terms but not the final metrics (MIG is
     # computed once, at the end); Tune's strict check would reject them.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    # Ctrl+C is the study's (study.interrupt), not Tune's: Tune's would end the study as finished.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     init_ray(address)
     tuner = tune.Tuner(
         trainable,
@@ -282,18 +349,21 @@ def launch(
             **storage_options(spec, folder.root),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[RecordUnended(folder, spec, study_run.tracking_uri)],
+            callbacks=[RecordUnended(folder, spec, study_run.tracking_uri, interrupt), interrupt.callback],
+            stop=interrupt,
             verbose=1,
         ),
     )
-    status = "FINISHED"
-    try:
-        tuner.fit()
-    except BaseException:
-        status = "KILLED"
-        raise
-    finally:
-        outcome = finish_study(spec, folder, study_run, status)
+    with interrupt.installed():
+        try:
+            tuner.fit()
+        except BaseException:
+            # The second Ctrl+C or a crash of the driver: the trials' own records stand.
+            close_study_run(study_run, [], {}, "KILLED")
+            raise
+        interrupted = interrupt.requested.is_set()
+        outcome = finish_study(spec, folder, study_run, "KILLED" if interrupted else "FINISHED")
+    outcome.interrupted = interrupted
     return outcome
 
 
@@ -309,7 +379,7 @@ def finish_study(spec: StudySpec, folder: StudyFolder, study_run: StudyRun, stat
     df = load_results(results)
     counts = df["status"].value_counts().to_dict() if len(df) else {}
     pareto = None
-    if len(spec.objectives) >= 2:
+    if len(spec.objectives) >= 2 and len(df):
         x, y = spec.objectives[0], spec.objectives[1]
         pareto = plot_pareto(
             df, (x.name, x.mode), (y.name, y.mode), folder.pareto, title=f"{spec.name}: {x.name} vs {y.name}"
@@ -317,7 +387,7 @@ def finish_study(spec: StudySpec, folder: StudyFolder, study_run: StudyRun, stat
     summary = {f"trials_{k}": float(v) for k, v in counts.items()}
     report = None
     try:
-        report = write_report(folder.root)
+        report = write_report(folder.root) if len(df) else None
     except Exception as error:  # the results are written; a figure that cannot be drawn must not lose them
         log.warning("report.html could not be written: %s", error)
     close_study_run(study_run, [p for p in (results, pareto, report) if p], summary, status)

@@ -19,6 +19,7 @@ asked with the spec's define-by-run space).  Each has ``get_state``/``set_state`
 from __future__ import annotations
 
 import pickle
+import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
@@ -219,11 +220,26 @@ class PackSearcher(Searcher):
         self.waiting: dict[str, list[dict[str, Any]]] = {}  # asked, by variant, for a later pack
         self.live: dict[str, list[dict[str, Any]]] = {}  # Ray trial id -> its members
         self.outcomes: dict[str, dict[int, dict[str, Any]]] = {}  # Ray trial id -> member -> outcome
+        #: Set when the study is being stopped (``study.interrupt``): nothing more is suggested,
+        #: and members that did not end are told nothing (a resume runs them on).
+        self.stopping = threading.Event()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its search algorithm with the experiment; an Event does not pickle.
+        return {**self.__dict__, "stopping": self.stopping.is_set()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        stopping = threading.Event()
+        if state.pop("stopping"):
+            stopping.set()
+        self.__dict__.update(state, stopping=stopping)
 
     def set_search_properties(self, metric: Any, mode: Any, config: dict, **spec: Any) -> bool:
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.stopping.is_set():
+            return Searcher.FINISHED
         if self.queued:
             pack = self.queued.pop(0)
         else:
@@ -269,6 +285,8 @@ class PackSearcher(Searcher):
         # A member without a reported end: the pack crashed (error) or was stopped early.
         unreported = member_outcome(TrialStatus.ERROR if error else TrialStatus.PRUNED, None)
         for index, member in enumerate(self.live.pop(trial_id, [])):
+            if index not in seen and self.stopping.is_set():
+                continue  # interrupted, not ended
             outcome = dict(seen.get(index, unreported))
             status = TrialStatus(outcome.pop("status"))
             self.source.tell(member, status, outcome)

@@ -36,7 +36,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from study.folder import StudyFolder
+from study.folder import RecordError, StudyFolder, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,58 @@ class StudyRun:
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
+
+    def save(self, folder: StudyFolder) -> None:
+        """``study_run.json``; the folder's own store is recorded as ``null`` (it moves with the folder)."""
+        own = self.tracking_uri == default_tracking_uri(folder.root)
+        data = {"tracking_uri": None if own else self.tracking_uri, "experiment_id": self.experiment_id}
+        write_json_atomic(folder.study_run, {**data, "parent_run_id": self.parent_run_id})
+
+    @classmethod
+    def load(cls, folder: StudyFolder, spec_uri: str | None) -> StudyRun:
+        """The study's coordinates; with no ``tracking.uri`` in the spec, the store is the folder's own
+        wherever the folder now is (older folders recorded its absolute path)."""
+        data = read_json(folder.study_run)
+        if not isinstance(data, dict) or not data.get("experiment_id") or not data.get("parent_run_id"):
+            raise RecordError(f"{folder.study_run}: lacks experiment_id or parent_run_id")
+        uri = spec_uri or default_tracking_uri(folder.root)
+        return cls(uri, str(data["experiment_id"]), str(data["parent_run_id"]))
+
+
+def rebase_artifact_store(study: StudyRun, folder: StudyFolder) -> None:
+    """Point the folder's own MLflow store at the folder's ``mlartifacts/`` after the folder moved.
+
+    MLflow keeps absolute artifact locations; for the SQLite store inside the study
+    folder they are rewritten (experiment and runs), so a copied folder logs into its
+    own artifacts, never the original's.  Other stores are left alone."""
+    if study.tracking_uri != default_tracking_uri(folder.root):
+        return
+    import sqlalchemy
+
+    new = folder.mlflow_artifacts.resolve().as_uri()
+    engine = sqlalchemy.create_engine(study.tracking_uri)
+    try:
+        with engine.begin() as db:
+            old = db.execute(
+                sqlalchemy.text("SELECT artifact_location FROM experiments WHERE experiment_id = :id"),
+                {"id": study.experiment_id},
+            ).scalar()
+            if old is None or old == new:
+                return
+            db.execute(
+                sqlalchemy.text("UPDATE experiments SET artifact_location = :new WHERE experiment_id = :id"),
+                {"new": new, "id": study.experiment_id},
+            )
+            db.execute(
+                sqlalchemy.text(
+                    "UPDATE runs SET artifact_uri = :new || substr(artifact_uri, :n + 1) "
+                    "WHERE experiment_id = :id AND substr(artifact_uri, 1, :n) = :old"
+                ),
+                {"new": new, "old": old, "n": len(old), "id": study.experiment_id},
+            )
+        log.warning("the study folder moved: MLflow artifacts now go to %s (were %s)", new, old)
+    finally:
+        engine.dispose()
 
 
 def open_study_run(

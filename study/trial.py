@@ -57,6 +57,12 @@ log = logging.getLogger(__name__)
 
 #: Seconds a checkpoint waits for the pack's metrics to reach MLflow.
 DRAIN_SECONDS = 10.0
+#: Seconds between two looks for the study's stop request (``study.interrupt``).
+STOP_POLL_SECONDS = 1.0
+
+
+class StudyStopping(Exception):
+    """The study is being stopped (Ctrl+C): the pack checkpointed and returns without a record."""
 
 
 @dataclass(frozen=True)
@@ -82,10 +88,12 @@ class PackReporter:
         folders: Sequence[TrialFolder],
         run_dir: Path,
         objectives: Sequence[str],
+        stop_file: Path | None = None,
     ) -> None:
         self.trackers, self.records, self.folders, self.run_dir = trackers, records, folders, run_dir
         self.objectives = list(objectives)
         self.last_terms: dict[str, float] = {}
+        self.stop_file, self.stopping, self._next_look = stop_file, False, 0.0
 
     def open_trackers(self) -> list[TrialTracker]:
         return [t for t, r in zip(self.trackers, self.records, strict=True) if t is not None and not r.status.ended]
@@ -117,7 +125,7 @@ class PackReporter:
         self.folders[member].append_history(result.steps, values, "heldout")
         tracker.log_artifacts(result.artifacts.values())
         record.terms, record.metrics = result.terms, result.metrics
-        record.artifacts = {k: str(v) for k, v in result.artifacts.items()}
+        record.artifacts = {k: self.folders[member].study_path(v) for k, v in result.artifacts.items()}
         record.train_seconds, record.eval_seconds = result.train_seconds, result.eval_seconds
         record.images_per_second = result.images_per_second
         missing = [name for name in self.objectives if name not in values]
@@ -135,6 +143,13 @@ class PackReporter:
         record.undelivered_metrics = tracker.close(record.status.mlflow_status)
         self.folders[member].write_record(record)
 
+    def wants_checkpoint(self, step: int) -> bool:
+        """Checkpoint now if the study is being stopped (its stop file, looked for once a second)."""
+        if not self.stopping and self.stop_file is not None and time.monotonic() >= self._next_look:
+            self._next_look = time.monotonic() + STOP_POLL_SECONDS
+            self.stopping = self.stop_file.exists()
+        return self.stopping
+
     def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
         # A scheduler may stop the pack at this report: let its metrics reach MLflow first
         # (at most DRAIN_SECONDS for the whole pack, so an absent server cannot stall it).
@@ -143,10 +158,18 @@ class PackReporter:
             tracker.flush(step)
             tracker.drain(timeout=max(0.0, deadline - time.monotonic()))
         save_pack_checkpoint(self.run_dir, step, state)
+        if self.stopping:
+            raise StudyStopping(f"checkpointed at step {step}")
         tune.report(
             {"step": step, "final": 0, **self.last_terms, **ended_members(self.records)},
             checkpoint=tune.Checkpoint.from_directory(self.run_dir / CHECKPOINT_DIR),
         )
+
+    def suspend(self, reason: str) -> None:
+        """End the open members' MLflow runs KILLED without a record: a resume continues them."""
+        for tracker in self.open_trackers():
+            tracker.set_tags({"status": "interrupted", "failure_reason": reason})
+            tracker.close("KILLED")
 
     def abort(self, status: TrialStatus, reason: str) -> None:
         """End the open members' MLflow runs: the pack stopped (pruned) or crashed (error)."""
@@ -165,8 +188,8 @@ def save_pack_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> Non
     replace_dir(staging, run_dir / CHECKPOINT_DIR)
 
 
-def latest_checkpoint(run_dir: Path, tune_checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
-    """The newest readable of Tune's checkpoint and the pack's own copy (None: start from zero)."""
+def readable_checkpoints(run_dir: Path, tune_checkpoint: tune.Checkpoint | None) -> list[dict[str, Any]]:
+    """Tune's checkpoint and the pack's own copy that can be read, newest first (empty: start from zero)."""
     candidates: list[tuple[int, dict[str, Any]]] = []
 
     def consider(folder: Path) -> None:
@@ -182,13 +205,15 @@ def latest_checkpoint(run_dir: Path, tune_checkpoint: tune.Checkpoint | None) ->
         with tune_checkpoint.as_directory() as folder:
             consider(Path(folder))
     consider(checkpoint_dir(run_dir))
-    return max(candidates, key=lambda c: c[0])[1] if candidates else None
+    return [state for _, state in sorted(candidates, key=lambda c: -c[0])]
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """The Tune function trainable: train the pack in ``config`` (see the module docstring)."""
     spec = context.study_spec
     folder = StudyFolder(context.study_dir)
+    if folder.stop_file.exists():
+        return  # started as the study was being stopped: the resume runs it
     tune_context = tune.get_context()
     trial_name = tune_context.get_trial_name()
     plans = pack_plans(config, tune_context.get_trial_id())
@@ -209,8 +234,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     train_configs = [spec.point_train_config(plan.point) for plan in plans]
     run_dir = folder.run_dir(plans[0].pack_id, plans[0].pack_size)
     run_dir.mkdir(parents=True, exist_ok=True)
-    resume = latest_checkpoint(run_dir, tune.get_checkpoint())
-    resumed_from = int(resume["step"]) if resume else 0
+    checkpoints = readable_checkpoints(run_dir, tune.get_checkpoint())
     trackers: list[TrialTracker | None] = []
     records: list[TrialRecord] = []
     for k, (plan, member, train_config) in enumerate(zip(plans, members, train_configs, strict=True)):
@@ -225,12 +249,14 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             run_id = find_trial_run(context.tracking, plan.trial_id)
         name = member_name(trial_name, plan.member, plan.pack_size)
         tracker, record = open_member_tracking(context, plan, name, train_config, member, run_id)
-        record.resumed_from_step = resumed_from
         trackers.append(tracker)
         records.append(record)
-    reporter = PackReporter(trackers, records, members, run_dir, objectives)
+    reporter = PackReporter(trackers, records, members, run_dir, objectives, folder.stop_file)
     try:
-        train_members(train_configs, reporter, resume=resume, output_dirs=[m.artifacts for m in members])
+        train_from_checkpoints(train_configs, reporter, checkpoints, [m.artifacts for m in members])
+    except StudyStopping as stop:
+        reporter.suspend(f"study stopped; {stop}")
+        return
     except SystemExit:
         # Tune ends a pack a scheduler stopped with sys.exit(0) inside tune.report; the
         # driver's callback writes the members' records with the reason.
@@ -240,6 +266,27 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         reporter.abort(TrialStatus.ERROR, f"{type(error).__name__}: {error}")
         raise
     tune.report(final_report(spec, records))
+
+
+def train_from_checkpoints(
+    configs: Sequence[TrainConfig], reporter: PackReporter, checkpoints: list[dict[str, Any]], outputs: list[Path]
+) -> None:
+    """Train from the newest checkpoint that fits the pack, falling back to older ones, then to step 0.
+
+    A checkpoint can be readable and still not fit (written by other code, or damaged in a
+    way the file format does not catch); that costs steps, never the trial."""
+    for state in [*checkpoints, None]:
+        for record in reporter.records:
+            if not record.status.ended:
+                record.resumed_from_step = int(state["step"]) if state else 0
+        try:
+            train_members(configs, reporter, resume=state, output_dirs=outputs)
+            return
+        except CheckpointError as error:
+            if state is None:
+                raise
+            fallback = "an older checkpoint" if state is not checkpoints[-1] else "step 0"
+            log.warning("checkpoint of step %s does not fit (%s); starting from %s", state.get("step"), error, fallback)
 
 
 def ended_members(records: Sequence[TrialRecord]) -> dict[str, Any]:

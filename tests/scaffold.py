@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import ipaddress
 import json
 import os
 import signal
@@ -155,6 +156,46 @@ def wait_for(condition: Callable[[], bool], timeout: float, proc: subprocess.Pop
     return False
 
 
+def session_processes(leader: int) -> set[int]:
+    """The processes of the session ``leader`` started (``Cli.popen`` starts each study in its own):
+    the driver, its local Ray (GCS, raylet, agents) and the trial workers."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == leader:  # the session id
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def listening_addresses(pids: set[int]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The local address of every listening TCP socket (IPv4 and IPv6) that ``pids`` hold, from /proc."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(fields[1].split(":")[0])
+            found.append(ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))))
+    return found
+
+
+def is_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
 def checkpoint_steps(study_dir: Path) -> dict[str, int]:
     """The step of every Ray trial's checkpoint: a pack's under ``packs/``, a pack of one's in its trial folder."""
     folder = StudyFolder(study_dir)
@@ -211,7 +252,11 @@ class ResumeCheck:
         """Resume; exactly ``expected`` trials end, all completed, each once; returns the parquet."""
         from analysis import load_results
 
-        proc = self.cli.run("resume", self.study_dir)
+        # The killed driver's lock stays: resume names it and refuses, until told to take over.
+        refused = self.cli.call("resume", self.study_dir)
+        assert refused.returncode == 2 and "which is no longer running" in refused.stderr, refused.stderr
+        assert f"vae-study resume {self.study_dir} --take-over" in refused.stderr
+        proc = self.cli.run("resume", self.study_dir, "--take-over")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
         assert f"{expected} completed" in proc.stdout, proc.stdout[-2000:]
         df = load_results(self.study_dir)

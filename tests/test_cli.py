@@ -57,3 +57,23 @@ def test_validate_prints_the_resolved_spec(cli, tmp_path):
     spec.write_text(GOOD)
     result = cli.run("validate", spec)
     assert result.returncode == 0 and '"latent_dim": 10' in result.stdout
+
+
+@pytest.mark.parametrize(
+    "counts, interrupted, code, line",
+    [
+        ({"completed": 3, "failed": 1, "pruned": 2}, False, 0, "done: 3 completed, 1 failed, 2 pruned."),
+        ({"completed": 2, "error": 1}, False, 1, "done, with errors: 2 completed, 1 error."),
+        ({"completed": 1}, True, 130, "stopped (1 completed so far)."),
+    ],
+)
+def test_the_exit_code_says_how_the_study_ended(tmp_path, capsys, counts, interrupted, code, line):
+    """0: every trial ended by design (diverged and pruned included); 1: some errored; 130: Ctrl+C."""
+    from study.cli import _print_outcome
+    from study.runner import StudyOutcome
+
+    outcome = StudyOutcome(tmp_path, "sqlite:///x.db", tmp_path / "results.parquet", None, counts, interrupted)
+    assert _print_outcome("s", outcome) == code
+    out = capsys.readouterr().out
+    assert line in out
+    assert ("resume with  : vae-study resume" in out) == interrupted

@@ -1,10 +1,24 @@
 """The study folder's records: typed, round-tripped, and a malformed one named by its file."""
 
 import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, replace
 
 import pytest
 
-from study.folder import RecordError, StudyFolder, TrialPlan, TrialRecord, TrialStatus, member_id
+from study.folder import (
+    FolderInUse,
+    LockOwner,
+    RecordError,
+    StudyFolder,
+    StudyLock,
+    TrialPlan,
+    TrialRecord,
+    TrialStatus,
+    member_id,
+)
 
 
 def test_a_record_round_trips_and_flattens_into_its_parquet_row(tmp_path):
@@ -56,7 +70,7 @@ def test_export_status_and_resume_refuse_a_truncated_record_by_name(cli, tmp_pat
         proc = cli.call(command, folder.root)
         assert proc.returncode == 2, (command, proc.stderr[-2000:])
         assert f"{trial.result_file}: not a readable JSON file" in proc.stderr, (command, proc.stderr[-2000:])
-    assert not folder.results.exists()  # nothing written
+    assert not folder.results.exists() and not folder.lock_file.exists()  # nothing written, nothing held
 
 
 def test_statuses_name_their_mlflow_ending():
@@ -88,3 +102,53 @@ def test_a_history_line_cut_short_by_a_kill_is_ended_and_skipped(tmp_path):
     trial.history_file.write_text('{"step": 10, "split": "train", "terms": {"recon": 1}, }\n{"step": 20}\n')
     with pytest.raises(RecordError, match=r"history\.jsonl: line 1 is not JSON"):
         list(trial.history())
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has exited (and was reaped)."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_one_owner_per_study_folder(tmp_path):
+    folder = StudyFolder(tmp_path / "new" / "study")
+    lock = StudyLock(folder).claim("vae-study run spec.yaml")  # creates the folder
+    owner = json.loads(folder.lock_file.read_text())
+    assert owner["pid"] == os.getpid() and owner["command"] == "vae-study run spec.yaml"
+    assert not folder.is_used()  # the lock alone is not a study
+    with pytest.raises(FolderInUse, match=rf"in use by `vae-study run spec.yaml` \(pid {os.getpid()} on "):
+        StudyLock(folder).claim("vae-study resume", take_over=True)  # a live owner is never taken over
+    lock.release()
+    assert not folder.lock_file.exists()
+    with StudyLock(folder).claim("again"):
+        assert folder.lock_file.exists()
+    assert not folder.lock_file.exists()
+
+
+def test_a_stale_lock_is_reported_with_the_command_that_takes_it_over(tmp_path):
+    folder = StudyFolder(tmp_path / "study")
+    folder.root.mkdir()
+    dead = replace(LockOwner.me("vae-study run spec.yaml"), pid=_dead_pid(), process_start=None)
+    folder.lock_file.write_text(json.dumps(asdict(dead)))
+    assert dead.alive() is False
+    with pytest.raises(FolderInUse, match="which is no longer running") as refused:
+        StudyLock(folder).claim("vae-study resume")
+    assert f"vae-study resume {folder.root} --take-over" in str(refused.value)
+    with StudyLock(folder).claim("vae-study resume --take-over", take_over=True) as lock:
+        assert lock.read_owner().pid == os.getpid()
+    # A reused PID is told apart by its start time.
+    reused = replace(LockOwner.me("old"), process_start="1")
+    assert reused.alive() is False and LockOwner.me("now").alive() is True
+
+
+def test_a_lock_from_another_host_is_only_taken_over_when_asked(tmp_path):
+    folder = StudyFolder(tmp_path / "study")
+    folder.root.mkdir()
+    elsewhere = LockOwner("gpu-node-7", 4242, "vae-study run spec.yaml", 0.0, None)
+    folder.lock_file.write_text(json.dumps(asdict(elsewhere)))
+    with pytest.raises(FolderInUse, match="runs on another host"):
+        StudyLock(folder).claim("vae-study resume")
+    StudyLock(folder).claim("vae-study resume --take-over", take_over=True).release()
+    folder.lock_file.write_text("not json")
+    with pytest.raises(RecordError, match=r"study\.lock: not a study lock"):
+        StudyLock(folder).claim("vae-study resume")

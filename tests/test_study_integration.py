@@ -4,9 +4,14 @@ The tiny study packs its three trials two to a Ray trial: one pack of two (the s
 trainer) and one pack of one (the plain loop), so every check below holds for both.
 """
 
+import json
+import shutil
+from pathlib import Path
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from mlflow.tracking import MlflowClient
 from scaffold import Cli, StudyRuns, tiny_spec
 
 from analysis import load_results
@@ -42,8 +47,9 @@ def test_results_parquet_has_one_row_per_trial(tiny_study):
     # The decomposition sums to the single-sample KL, which is close to the analytic KL.
     decomposed = df["index_code_mi"] + df["total_correlation"] + df["dimwise_kl"]
     assert (decomposed - df["kl"]).abs().max() < 0.5 + 0.2 * df["kl"].max()
-    for path in df["checkpoint"]:
-        assert load_checkpoint(path)["step"] == 20
+    for path in df["checkpoint"]:  # recorded relative to the study folder, which may move
+        assert not Path(path).is_absolute()
+        assert load_checkpoint(study_dir / path)["step"] == 20
 
 
 def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
@@ -140,6 +146,32 @@ def test_export_is_idempotent(tiny_study, cli):
     assert proc.returncode == 0, proc.stderr
     assert pq.read_table(study_dir / "results.parquet").equals(before)
     assert pq.read_table(study_dir / "history.parquet").equals(history)
+
+
+def test_a_copied_folder_resumes_exports_and_reports_into_itself(tiny_study, cli, tmp_path):
+    """Every path the folder records is relative to it: a copy works on its own, the original untouched."""
+    _, study_dir = tiny_study
+    copy = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(study_dir, copy)
+    assert json.loads((copy / "study_run.json").read_text())["tracking_uri"] is None
+    original = MlflowClient(f"sqlite:///{study_dir / 'mlflow.db'}").get_experiment_by_name("tiny")
+
+    proc = cli.call("resume", copy)  # nothing left to train: it re-exports and reports, into the copy
+    assert proc.returncode == 0 and "3 completed" in proc.stdout, proc.stderr[-3000:]
+    runs = StudyRuns.of(copy)
+    moved = runs.client.get_experiment_by_name("tiny").artifact_location
+    assert moved == (copy / "mlartifacts").resolve().as_uri()
+    assert all(r.info.artifact_uri.startswith(moved) for r in [*runs.parents, *runs.children])
+    assert runs.parent.info.status == "FINISHED" and runs.parent.data.tags["study_dir"] == str(copy.resolve())
+    assert list(copy.glob(f"mlartifacts/{runs.parent.info.run_id}/artifacts/report.html"))
+    unchanged = MlflowClient(f"sqlite:///{study_dir / 'mlflow.db'}").get_experiment_by_name("tiny")
+    assert unchanged.artifact_location == original.artifact_location
+
+    df = load_results(copy)
+    assert all(not Path(p).is_absolute() and (copy / p).is_file() for p in df["codes"])
+    for path in df["checkpoint"]:
+        assert load_checkpoint(copy / path)["step"] == 20
+    assert not (copy / "study.lock").exists()
 
 
 def test_a_grid_over_variants_runs_every_combination(cli):

@@ -1,0 +1,44 @@
+"""A trial's restore: a garbage checkpoint costs steps, never the trial."""
+
+import logging
+
+from study.folder import CHECKPOINT_META, CHECKPOINT_STATE, StudyFolder, TrialRecord, TrialStatus, write_json_atomic
+from study.trial import PackReporter, readable_checkpoints, save_pack_checkpoint, train_from_checkpoints
+from trainers.config import EvalConfig, TrainConfig
+
+CONFIG = TrainConfig(
+    variant="beta_vae", weights={"beta": {"schedule": "constant", "value": 2.0}}, latent_dim=4, steps=6,
+    batch_size=8, log_every=2, num_threads=1, eval=EvalConfig(recon_points=16, udr_points=16, metrics=[]),
+)  # fmt: skip
+
+
+def test_an_unreadable_checkpoint_is_skipped_for_the_older_copy(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    save_pack_checkpoint(run_dir, 4, {"step": 4, "marker": "own"})
+    garbage = tmp_path / "tune"
+    garbage.mkdir()
+    (garbage / CHECKPOINT_STATE).write_bytes(b"\x00garbage")
+    write_json_atomic(garbage / CHECKPOINT_META, {"step": 8})
+
+    class TuneCheckpoint:  # the one method readable_checkpoints uses of tune.Checkpoint
+        def as_directory(self):
+            import contextlib
+
+            return contextlib.nullcontext(str(garbage))
+
+    with caplog.at_level(logging.WARNING):
+        found = readable_checkpoints(run_dir, TuneCheckpoint())
+    assert [state["marker"] for state in found] == ["own"]
+    assert "ignoring unreadable checkpoint" in caplog.text
+
+
+def test_a_readable_checkpoint_that_does_not_fit_falls_back_to_step_0(tmp_path, caplog):
+    member = StudyFolder(tmp_path).trial("t").create()
+    record = TrialRecord(trial_id="t", status=TrialStatus.RUNNING)
+    reporter = PackReporter([None], [record], [member], tmp_path / "run", ["recon"])
+    alien = {"step": 4, "model": {"not": "this model"}}
+    with caplog.at_level(logging.WARNING):
+        train_from_checkpoints([CONFIG], reporter, [alien], [member.artifacts])
+    assert "checkpoint of step 4 does not fit" in caplog.text and "starting from step 0" in caplog.text
+    assert record.resumed_from_step == 0
+    assert (member.artifacts / "model.pt").exists()  # trained to the end from scratch
