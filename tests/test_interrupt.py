@@ -1,5 +1,8 @@
 """A study in a user's hands, with real processes: two runs into one folder, the network a running
 study opens, Ctrl+C, and the resume.  One study serves all four (each needs a study running).
+
+It is also the suite's resume of an unpacked Optuna study (packs of one); killed drivers and
+packed studies: test_resume_packed.py.
 """
 
 import json
@@ -8,6 +11,7 @@ import signal
 
 import pytest
 from scaffold import (
+    ResumeCheck,
     StudyRuns,
     checkpoint_steps,
     is_loopback,
@@ -64,9 +68,10 @@ def test_one_owner_a_closed_network_ctrl_c_and_resume(cli):
     # The resume goes on from those checkpoints and ends with exactly the spec's trials.
     proc = cli.run("resume", study_dir)
     assert proc.returncode == 0 and "2 completed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
-    df = load_results(study_dir).set_index("trial_id")
+    df = load_results(study_dir)
     assert len(df) == 2 and (df["status"] == "completed").all()
-    assert all(df.at[trial_id, "resumed_from_step"] == steps[trial_id] for trial_id in stopped)
-    runs = StudyRuns.of(study_dir)
-    assert runs.parent.info.status == "FINISHED" and sorted(runs.by_trial) == sorted(df.index)
-    assert all(run.info.status == "FINISHED" for run in runs.children)
+    for trial_id in stopped:
+        assert int(df.loc[df["trial_id"] == trial_id, "resumed_from_step"].iloc[0]) == steps[trial_id]
+    check = ResumeCheck(cli, study_dir, spec["name"])
+    check.one_finished_run_per_trial(df)
+    check.optuna_matches_the_parquet(df)
