@@ -14,7 +14,7 @@ write records through it.  Layout::
       ray/                          Ray Tune's experiment state
       trials/<trial id>/            one per trial (a member of a pack is a trial):
         trial_config.json           its plan (:class:`TrialPlan`), written before training
-        trial.json                  its MLflow run id, written when the run opens
+        trial.json                  its MLflow run id and its worker (host, PID), written when the run opens
         history.jsonl               every logged term (train) and the held-out values
         result.json                 its record (:class:`TrialRecord`), written when it ends
         artifacts/                  model.pt, codes.npz, pictures, config, metrics
@@ -257,7 +257,9 @@ class TrialFolder:
         return str(meta["mlflow_run_id"])
 
     def write_mlflow_run_id(self, run_id: str, trial_name: str) -> None:
-        write_json_atomic(self.meta_file, {"mlflow_run_id": run_id, "trial_name": trial_name})
+        """``trial.json``: the MLflow run the trial opened, and where it runs (host and worker PID)."""
+        meta = {"mlflow_run_id": run_id, "trial_name": trial_name, "host": socket.gethostname(), "pid": os.getpid()}
+        write_json_atomic(self.meta_file, meta)
 
     def append_history(self, step: int, terms: Mapping[str, float], split: str) -> None:
         """One JSON line per report: the trial's own record of its term histories."""

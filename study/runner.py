@@ -340,6 +340,9 @@ def launch(
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # Ctrl+C is the study's (study.interrupt), not Tune's: Tune's would end the study as finished.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    # Tune's per-trial JSON, CSV and TensorBoard files: nothing reads them (the trial folders
+    # hold every record), and they cost disk and time per trial.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     init_ray(address)
     tuner = tune.Tuner(
         trainable,
@@ -348,7 +351,6 @@ def launch(
             name=experiment,
             **storage_options(spec, folder.root),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=[RecordUnended(folder, spec, study_run.tracking_uri, interrupt), interrupt.callback],
             stop=interrupt,
             verbose=1,

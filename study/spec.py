@@ -252,6 +252,10 @@ class TrackingSpec(_Model):
     #: left to ``undelivered_tracking.jsonl`` (delivered later by ``vae-study sync``).
     #: At most a day.
     close_timeout: float = Field(120.0, ge=0, le=86_400)
+    #: Also log each trial's final model (``model.pt``) and UDR codes to MLflow. Off: the
+    #: trial folder keeps the one copy (``trials/<id>/artifacts/``; the run's ``model`` tag
+    #: names it) and MLflow gets the pictures, config and metrics.
+    log_models: bool = False
 
 
 class StudySpec(_Model):

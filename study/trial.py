@@ -6,10 +6,12 @@ with its own folder, nested MLflow run and record.  The pack is trained by
 :func:`trainers.members.train_members` (the plain loop for one member, the stacked
 trainer for several) through one reporter, :class:`PackReporter`.
 
-Restore policy: the pack's checkpoint lives in its run folder
-(``StudyFolder.run_dir``) and travels as Tune's checkpoint; a retried or resumed pack
-continues from the newer readable one, each member in the MLflow run it opened
-(``trial.json``).  Members with a record (``result.json``) are not trained again.
+Restore policy: the pack's checkpoint lives in its run folder (``StudyFolder.run_dir``),
+the only copy (Tune gets none); a retried or resumed pack continues from the newest
+readable one that fits, each member in the MLflow run it opened (``trial.json``).
+Members with a record (``result.json``) are not trained again.  When every member has
+ended the checkpoints are removed: a finished trial keeps its final model
+(``artifacts/model.pt``), once.
 
 How a member ends: completed (record written after evaluation), failed (a term
 became non-finite: record with the step and term; its pack mates go on), pruned (a
@@ -20,6 +22,7 @@ driver writes the record after the retries).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -39,7 +42,6 @@ from study.folder import (
     TrialPlan,
     TrialRecord,
     TrialStatus,
-    checkpoint_dir,
     checkpoint_step,
     member_name,
     replace_dir,
@@ -59,6 +61,9 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 10.0
 #: Seconds between two looks for the study's stop request (``study.interrupt``).
 STOP_POLL_SECONDS = 1.0
+#: Artifacts kept only in the trial folder unless ``tracking.log_models``: the final model
+#: and the UDR codes (read by export; the one copy on disk, named by the run's ``model`` tag).
+FOLDER_ONLY_ARTIFACTS = ("checkpoint", "codes")
 
 
 class StudyStopping(Exception):
@@ -89,11 +94,13 @@ class PackReporter:
         run_dir: Path,
         objectives: Sequence[str],
         stop_file: Path | None = None,
+        log_models: bool = False,
     ) -> None:
         self.trackers, self.records, self.folders, self.run_dir = trackers, records, folders, run_dir
         self.objectives = list(objectives)
         self.last_terms: dict[str, float] = {}
         self.stop_file, self.stopping, self._next_look = stop_file, False, 0.0
+        self.log_models = log_models
 
     def open_trackers(self) -> list[TrialTracker]:
         return [t for t, r in zip(self.trackers, self.records, strict=True) if t is not None and not r.status.ended]
@@ -123,9 +130,13 @@ class PackReporter:
         # The held-out terms are the final point of each term's history.
         tracker.log_terms(result.steps, values)
         self.folders[member].append_history(result.steps, values, "heldout")
-        tracker.log_artifacts(result.artifacts.values())
+        folder = self.folders[member]
+        browsed = [p for k, p in result.artifacts.items() if self.log_models or k not in FOLDER_ONLY_ARTIFACTS]
+        tracker.log_artifacts(browsed)
+        if "checkpoint" in result.artifacts:
+            tracker.set_tags({"model": folder.study_path(result.artifacts["checkpoint"])})
         record.terms, record.metrics = result.terms, result.metrics
-        record.artifacts = {k: self.folders[member].study_path(v) for k, v in result.artifacts.items()}
+        record.artifacts = {k: folder.study_path(v) for k, v in result.artifacts.items()}
         record.train_seconds, record.eval_seconds = result.train_seconds, result.eval_seconds
         record.images_per_second = result.images_per_second
         missing = [name for name in self.objectives if name not in values]
@@ -160,10 +171,8 @@ class PackReporter:
         save_pack_checkpoint(self.run_dir, step, state)
         if self.stopping:
             raise StudyStopping(f"checkpointed at step {step}")
-        tune.report(
-            {"step": step, "final": 0, **self.last_terms, **ended_members(self.records)},
-            checkpoint=tune.Checkpoint.from_directory(self.run_dir / CHECKPOINT_DIR),
-        )
+        # Tune gets the step and terms, not a copy of the checkpoint: the pack's own is the one.
+        tune.report({"step": step, "final": 0, **self.last_terms, **ended_members(self.records)})
 
     def suspend(self, reason: str) -> None:
         """End the open members' MLflow runs KILLED without a record: a resume continues them."""
@@ -188,24 +197,29 @@ def save_pack_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> Non
     replace_dir(staging, run_dir / CHECKPOINT_DIR)
 
 
-def readable_checkpoints(run_dir: Path, tune_checkpoint: tune.Checkpoint | None) -> list[dict[str, Any]]:
-    """Tune's checkpoint and the pack's own copy that can be read, newest first (empty: start from zero)."""
+def readable_checkpoints(run_dir: Path) -> list[dict[str, Any]]:
+    """The pack's checkpoints that can be read, newest first (empty: start from zero): its own,
+    and the previous one where a kill fell between the two renames of a swap."""
     candidates: list[tuple[int, dict[str, Any]]] = []
-
-    def consider(folder: Path) -> None:
+    for folder in (run_dir / CHECKPOINT_DIR, run_dir / (CHECKPOINT_DIR + ".old")):
         step = checkpoint_step(folder)
         if step is None:
-            return
+            continue
         try:
             candidates.append((step, load_checkpoint(folder / CHECKPOINT_STATE)))
         except CheckpointError as error:  # a garbage file: fall back to the other copy, or to zero
             log.warning("ignoring unreadable checkpoint %s: %s", folder, error)
-
-    if tune_checkpoint is not None:
-        with tune_checkpoint.as_directory() as folder:
-            consider(Path(folder))
-    consider(checkpoint_dir(run_dir))
     return [state for _, state in sorted(candidates, key=lambda c: -c[0])]
+
+
+def discard_checkpoints(run_dir: Path, pack_folder: bool) -> None:
+    """Remove a pack's checkpoints once every member has ended (their final models are kept):
+    the optimiser's state matters only while a trial may still resume."""
+    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old", CHECKPOINT_DIR + ".new"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    if pack_folder:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
@@ -234,7 +248,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     train_configs = [spec.point_train_config(plan.point) for plan in plans]
     run_dir = folder.run_dir(plans[0].pack_id, plans[0].pack_size)
     run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints = readable_checkpoints(run_dir, tune.get_checkpoint())
+    checkpoints = readable_checkpoints(run_dir)
     trackers: list[TrialTracker | None] = []
     records: list[TrialRecord] = []
     for k, (plan, member, train_config) in enumerate(zip(plans, members, train_configs, strict=True)):
@@ -251,7 +265,9 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         tracker, record = open_member_tracking(context, plan, name, train_config, member, run_id)
         trackers.append(tracker)
         records.append(record)
-    reporter = PackReporter(trackers, records, members, run_dir, objectives, folder.stop_file)
+    reporter = PackReporter(
+        trackers, records, members, run_dir, objectives, folder.stop_file, spec.tracking.log_models
+    )
     try:
         train_from_checkpoints(train_configs, reporter, checkpoints, [m.artifacts for m in members])
     except StudyStopping as stop:
@@ -265,6 +281,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     except BaseException as error:
         reporter.abort(TrialStatus.ERROR, f"{type(error).__name__}: {error}")
         raise
+    discard_checkpoints(run_dir, pack_folder=len(plans) > 1)
     tune.report(final_report(spec, records))
 
 

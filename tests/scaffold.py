@@ -7,7 +7,6 @@ import contextlib
 import copy
 import io
 import ipaddress
-import json
 import os
 import signal
 import socket
@@ -209,14 +208,13 @@ def ended_trials(study_dir: Path) -> list[str]:
 
 
 def kill_study(driver: subprocess.Popen, study_dir: Path) -> None:
-    """The driver, its local Ray and the trial workers die at once, as on a lost machine."""
+    """The driver, its local Ray and the trial workers die at once, as on a lost machine
+    (every process of the driver's session: workers may leave its process group)."""
+    members = session_processes(driver.pid)
     os.killpg(driver.pid, signal.SIGKILL)
-    for results in study_dir.glob("ray/*/result.json"):
-        for line in results.read_text().splitlines():
-            try:
-                os.kill(json.loads(line)["pid"], signal.SIGKILL)
-            except (ProcessLookupError, ValueError, KeyError):
-                pass
+    for pid in members:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     driver.wait()
 
 

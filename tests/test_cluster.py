@@ -21,6 +21,7 @@ import pytest
 from scaffold import Cli, StudyRuns, free_port, tiny_spec
 
 from analysis import load_results
+from study.folder import StudyFolder, checkpoint_dir, checkpoint_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
 
@@ -125,13 +126,13 @@ def descendants(root: int) -> set[int]:
 def _trial_on(study_dir: Path, node_pid: int) -> str | None:
     """A trial whose worker process runs under the node started as ``node_pid`` and has checkpointed."""
     family = descendants(node_pid)
-    for results in study_dir.glob("ray/*/result.json"):
-        lines = results.read_text().splitlines()
-        if not lines:
+    for trial in StudyFolder(study_dir).trials():
+        try:
+            meta = json.loads(trial.meta_file.read_text())
+        except (OSError, ValueError):
             continue
-        last = json.loads(lines[-1])
-        if last.get("pid") in family and last.get("step", 0) >= 50:
-            return last["trial_id"]
+        if meta.get("pid") in family and (checkpoint_step(checkpoint_dir(trial.path)) or 0) >= 50:
+            return trial.trial_id
     return None
 
 

@@ -21,7 +21,8 @@ def served_study(mlflow_server, tmp_path_factory):
         training={"checkpoint_every": 0},
         weights={"beta": {"schedule": "constant", "value": {"low": 1, "high": 4}}},
         search={"num_trials": 2, "max_concurrent": 2, "storage": None},
-        tracking={"uri": mlflow_server},
+        evaluation={"traversal_gif": True},
+        tracking={"uri": mlflow_server, "log_models": True},  # the server holds a copy of every model
     )
     proc, study_dir = Cli(tmp_path_factory.mktemp("served")).study(spec)
     assert f"browse runs  : {mlflow_server}" in proc.stdout

@@ -74,15 +74,15 @@ def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
         assert child.data.params["variant"] == "beta_vae" and "beta.schedule" in child.data.params
         history = client.get_metric_history(child.info.run_id, "recon")
         assert [m.step for m in history] == [5, 10, 15, 20, 20]  # every log, then the held-out value
+        # The final model and the codes stay in the trial folder, once; the run's tag names the model.
         assert {a.path for a in client.list_artifacts(child.info.run_id)} == {
-            "model.pt",
-            "codes.npz",
             "reconstructions.png",
             "traversals.png",
-            "traversals.gif",
             "config.json",
             "metrics.json",
         }
+        trial_id = child.data.tags["trial_id"]
+        assert child.data.tags["model"] == f"trials/{trial_id}/artifacts/model.pt"
         row = df[df["mlflow_run_id"] == child.info.run_id].iloc[0]
         assert child.data.metrics["mig"] == pytest.approx(row["mig"])
         assert child.data.metrics["recon"] == pytest.approx(row["recon"])

@@ -159,11 +159,15 @@ def test_gif_writer_round_trips_through_pillow(tmp_path):
         np.testing.assert_allclose(theirs, np.round(ours * 255) / 255, atol=1e-9)
 
 
-def test_artifacts_include_the_animation_config_and_metrics(tmp_path):
+def test_artifacts_are_the_final_model_pictures_config_and_metrics(tmp_path):
     result = train(_config(checkpoint_every=0), NullReporter(), output_dir=tmp_path)
-    assert set(result.artifacts) == {
-        "reconstructions", "traversals", "traversals_gif", "codes", "config", "metrics", "checkpoint"
-    }  # fmt: skip
+    assert set(result.artifacts) == {"reconstructions", "traversals", "codes", "config", "metrics", "checkpoint"}
+    final = load_checkpoint(result.artifacts["checkpoint"])
+    assert set(final) == {"format", "step", "config", "model"}  # no optimiser state: the trial has ended
+    animated = train(_config(checkpoint_every=0, steps=5, eval=EvalConfig(recon_points=16, metrics=[],
+                                                                        traversal_gif=True)),
+                     NullReporter(), output_dir=tmp_path / "gif")  # fmt: skip
+    assert animated.artifacts["traversals_gif"].read_bytes()[:6] == b"GIF89a"
     saved = json.loads(result.artifacts["metrics"].read_text())
     assert saved["terms"] == result.terms and saved["metrics"] == result.metrics
     assert TrainConfig.from_dict(json.loads(result.artifacts["config"].read_text())) == _config(checkpoint_every=0)

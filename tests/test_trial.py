@@ -14,21 +14,15 @@ CONFIG = TrainConfig(
 
 def test_an_unreadable_checkpoint_is_skipped_for_the_older_copy(tmp_path, caplog):
     run_dir = tmp_path / "run"
-    save_pack_checkpoint(run_dir, 4, {"step": 4, "marker": "own"})
-    garbage = tmp_path / "tune"
-    garbage.mkdir()
-    (garbage / CHECKPOINT_STATE).write_bytes(b"\x00garbage")
-    write_json_atomic(garbage / CHECKPOINT_META, {"step": 8})
-
-    class TuneCheckpoint:  # the one method readable_checkpoints uses of tune.Checkpoint
-        def as_directory(self):
-            import contextlib
-
-            return contextlib.nullcontext(str(garbage))
-
+    save_pack_checkpoint(run_dir, 4, {"step": 4, "marker": "older"})
+    (run_dir / "checkpoint").rename(run_dir / "checkpoint.old")  # a kill between the swap's renames
+    newer = run_dir / "checkpoint"
+    newer.mkdir()
+    (newer / CHECKPOINT_STATE).write_bytes(b"\x00garbage")
+    write_json_atomic(newer / CHECKPOINT_META, {"step": 8})
     with caplog.at_level(logging.WARNING):
-        found = readable_checkpoints(run_dir, TuneCheckpoint())
-    assert [state["marker"] for state in found] == ["own"]
+        found = readable_checkpoints(run_dir)
+    assert [state["marker"] for state in found] == ["older"]
     assert "ignoring unreadable checkpoint" in caplog.text
 
 

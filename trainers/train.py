@@ -348,8 +348,9 @@ def write_artifacts(
     device: torch.device,
     state: dict[str, Any],
 ) -> dict[str, Path]:
-    """Reconstruction grid, latent traversals (PNG, one row per latent, and GIF), the codes
-    for UDR, the config, the checkpoint."""
+    """Reconstruction grid, latent traversals (PNG, one row per latent; a GIF if asked), the
+    codes for UDR, the config, and the final model (``model.pt``: step, config and weights,
+    without the optimiser's state, which only a run that may resume needs)."""
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     rng = torch.Generator().manual_seed(config.eval.seed)
@@ -360,14 +361,16 @@ def write_artifacts(
     columns = len(TRAVERSAL_VALUES)
     latents = len(rows) // columns
     artifacts["traversals"] = write_png(out / "traversals.png", tile(rows, latents, columns))
-    # The animation: frame t shows every latent (one per column) at the t-th value, there and back.
-    sweep = list(range(columns)) + list(range(columns - 2, 0, -1))
-    frames = [tile(rows[t::columns], 1, latents) for t in sweep]
-    artifacts["traversals_gif"] = write_gif(out / "traversals.gif", frames)
+    if config.eval.traversal_gif:
+        # The animation: frame t shows every latent (one per column) at the t-th value, there and back.
+        sweep = list(range(columns)) + list(range(columns - 2, 0, -1))
+        frames = [tile(rows[t::columns], 1, latents) for t in sweep]
+        artifacts["traversals_gif"] = write_gif(out / "traversals.gif", frames)
     artifacts["codes"] = write_codes(out / "codes.npz", model, data, config, device)
     artifacts["config"] = out / "config.json"
     artifacts["config"].write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
-    artifacts["checkpoint"] = save_checkpoint(out / "model.pt", state)
+    final = {key: state[key] for key in ("step", "config", "model") if key in state}
+    artifacts["checkpoint"] = save_checkpoint(out / "model.pt", final)
     return artifacts
 
 
