@@ -227,7 +227,8 @@ class ResourcesSpec(_Model):
 
 
 class StorageSpec(_Model):
-    """Where Ray Tune keeps its experiment state and trial checkpoints.
+    """Where Ray Tune keeps its experiment state (trial checkpoints are the trials' own, in
+    the study folder, and removed when a trial ends).
 
     Default: the study folder.  ``path: s3://bucket/prefix`` uses Ray's own cloud
     storage (through a pyarrow S3 filesystem; ``endpoint`` for an S3-compatible

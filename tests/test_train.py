@@ -184,12 +184,10 @@ def test_codes_for_udr_are_the_mean_codes_of_shared_inputs(tmp_path):
     assert mean.shape == (300, 4) and kl.shape == (4,) and (kl >= 0).all()
     # An independent pass: the saved model encodes the same inputs (eval seed + 3) to the same codes.
     from trainers.data import make_dataset
-    from trainers.objectives import make_objective
+    from trainers.train import load_model
 
     data = make_dataset("dsprites")
-    model = make_objective("beta_vae", {"beta": 2.0}, data.size).build_model(4, 1, config.kernels)
-    model.load_state_dict(load_checkpoint(result.artifacts["checkpoint"])["model"])
-    model.eval()
+    model = load_model(result.artifacts["checkpoint"])  # the final model, as a user loads it
     rng = torch.Generator().manual_seed(config.eval.seed + 3)
     x = torch.cat(
         [data.observations(data.sample_factors(n, rng), torch.device("cpu"), rng) for n in (16,) * 18 + (12,)]

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from trainers.checkpoint import CheckpointError, save_checkpoint
+from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.config import ModelOptions, TrainConfig
 from trainers.data import GroundTruthData, make_dataset
 from trainers.images import tile, write_gif, write_png
@@ -156,18 +156,10 @@ def train(
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     data = make_dataset(config.dataset, **config.dataset_options)
-    objective = make_objective(
-        config.variant,
-        config.weights,
-        data.size,
-        config.estimator,
-        config.variant_options,
-        likelihood=config.likelihood(),
-    )
     seeds = stream_seeds(config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seeds["init"])
-        model = objective.build_model(config.latent_dim, data.observation_shape[0], config.kernels)
+        objective, model = build(config, data)
     model.to(device)
     if config.compile:
         # In place (nn.Module.compile): parameter names, and so checkpoints, stay as they are.
@@ -216,6 +208,35 @@ def train(
         )
     report.on_end(result)
     return result
+
+
+def build(config: TrainConfig, data: GroundTruthData) -> tuple[Objective, torch.nn.Module]:
+    """The objective and the freshly initialised network of ``config`` on ``data``."""
+    objective = make_objective(
+        config.variant,
+        config.weights,
+        data.size,
+        config.estimator,
+        config.variant_options,
+        likelihood=config.likelihood(),
+    )
+    return objective, objective.build_model(config.latent_dim, data.observation_shape[0], config.kernels)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A trial's final model (``artifacts/model.pt``, or any checkpoint), in eval mode.
+
+    Example::
+
+        model = load_model(study_dir / results.loc[0, "checkpoint"])
+        codes = model.representation(images)
+    """
+    saved = load_checkpoint(path, map_location=device)
+    config = TrainConfig.from_dict(json.loads(saved["config"]))
+    data = make_dataset(config.dataset, **config.dataset_options)
+    _, model = build(config, data)
+    model.load_state_dict(saved["model"])
+    return model.to(device).eval()
 
 
 def training_state(
