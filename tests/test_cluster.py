@@ -93,7 +93,7 @@ def cluster(tmp_path):
 
 SPEC = tiny_spec(
     name="clustered",
-    training={"steps": 300, "log_every": 10, "checkpoint_every": 50},
+    training={"steps": 200, "log_every": 10, "checkpoint_every": 50},
     weights={"beta": {"schedule": "constant", "value": {"low": 0.5, "high": 8, "log": True}}},
     search={"num_trials": 3, "max_concurrent": 2, "max_failures": 3},
     storage={"shared": True},  # one machine: the study folder is on every node's filesystem
@@ -161,12 +161,12 @@ def test_a_study_survives_losing_a_worker_node(cluster, tmp_path):
     assert len(df) == 3 and (df["status"] == "completed").all(), out[-3000:]
     # The trial of the lost node was retried on the head from its checkpoint ...
     row = df.set_index("trial_id").loc[victim]
-    assert row["resumed_from_step"] in (50, 100, 150, 200, 250)
+    assert row["resumed_from_step"] in (50, 100, 150)
     # ... into the MLflow run it opened (no second run), its histories whole and each step once.
     runs = StudyRuns.of(study_dir, "clustered")
     assert len(runs.children) == 3 and runs.by_trial[victim].info.run_id == row["mlflow_run_id"]
     assert runs.by_trial[victim].info.status == "FINISHED"
-    assert set(runs.history(runs.by_trial[victim], "recon")) == set(range(10, 301, 10))
+    assert set(runs.history(runs.by_trial[victim], "recon")) == set(range(10, 201, 10))
     history = pd.read_parquet(study_dir / "history.parquet")
     recon = history[(history["trial_id"] == victim) & (history["split"] == "train") & (history["term"] == "recon")]
-    assert list(recon["step"]) == list(range(10, 301, 10))
+    assert list(recon["step"]) == list(range(10, 201, 10))

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.long]
 def test_a_packed_grid_study_resumes_its_packs_as_packs(cli):
     spec = tiny_spec(
         name="packed-grid",
-        training={"steps": 150, "log_every": 5, "checkpoint_every": 25, "pack_size": 2},
+        training={"steps": 100, "log_every": 5, "checkpoint_every": 25, "pack_size": 2},
         weights={"beta": [1, 4, 8]},
         search={"mode": "grid", "max_concurrent": 1, "storage": None},
     )
@@ -32,7 +32,7 @@ def test_a_packed_grid_study_resumes_its_packs_as_packs(cli):
 def test_a_packed_optuna_study_resumes_its_packs_and_asks_the_rest_packed(cli):
     spec = tiny_spec(
         name="packed-optuna",
-        training={"steps": 150, "log_every": 5, "checkpoint_every": 25, "pack_size": 2},
+        training={"steps": 100, "log_every": 5, "checkpoint_every": 25, "pack_size": 2},
         search={"num_trials": 6, "max_concurrent": 1},
     )
     study_dir, ended, at_kill = kill_midway(cli, spec, packs=True)
