@@ -36,25 +36,28 @@ GRACE_SECONDS = 120.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class StopSwitch(threading.Event):
+    """A ``threading.Event`` that pickles (as a new event in the same state): Tune pickles its
+    stopper and search algorithm with the experiment (``tuner.pkl``), and a plain Event does not."""
+
+    def __init__(self, is_set: bool = False) -> None:
+        super().__init__()
+        if is_set:
+            self.set()
+
+    def __reduce__(self) -> tuple[type, tuple[bool]]:
+        return (type(self), (self.is_set(),))
+
+
 class StudyInterrupt(Stopper):
     """The study's stop switch (see the module docstring); a Tune ``Stopper``."""
 
     def __init__(self, folder: StudyFolder, grace_seconds: float = GRACE_SECONDS) -> None:
         self.folder, self.grace_seconds = folder, grace_seconds
-        self.requested = threading.Event()
+        self.requested = StopSwitch()
         self.running: set[str] = set()
         self.deadline = float("inf")
         self.callback = _TrackRunning(self.running)
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its stopper with the experiment (tuner.pkl); an Event does not pickle.
-        return {**self.__dict__, "requested": self.requested.is_set()}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        requested = threading.Event()
-        if state.pop("requested"):
-            requested.set()
-        self.__dict__.update(state, requested=requested)
 
     def request(self, why: str = "interrupted") -> None:
         """Stop scheduling and ask the running trials to checkpoint and return."""

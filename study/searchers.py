@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from study.folder import TrialPlan, TrialStatus, member_id
+from study.interrupt import StopSwitch
 from study.space import DefineByRun, make_sampler, strip_variant_prefix
 from study.spec import StudySpec
 
@@ -222,17 +223,7 @@ class PackSearcher(Searcher):
         self.outcomes: dict[str, dict[int, dict[str, Any]]] = {}  # Ray trial id -> member -> outcome
         #: Set when the study is being stopped (``study.interrupt``): nothing more is suggested,
         #: and members that did not end are told nothing (a resume runs them on).
-        self.stopping = threading.Event()
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its search algorithm with the experiment; an Event does not pickle.
-        return {**self.__dict__, "stopping": self.stopping.is_set()}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        stopping = threading.Event()
-        if state.pop("stopping"):
-            stopping.set()
-        self.__dict__.update(state, stopping=stopping)
+        self.stopping: threading.Event = StopSwitch()
 
     def set_search_properties(self, metric: Any, mode: Any, config: dict, **spec: Any) -> bool:
         return True
