@@ -61,8 +61,38 @@ def nondominated_ranks(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
 
 
 def pareto_mask(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
-    """True for the non-dominated rows of ``values [n, m]``."""
-    return nondominated_ranks(values, modes) == 1
+    """True for the non-dominated rows of ``values [n, m]`` (rows with a missing value: False).
+
+    Args:
+        values: One row per point, one column per objective.
+        modes: ``"min"`` or ``"max"`` per column.
+
+    Returns:
+        A boolean array of length n.
+
+    Points are visited in lexicographic order of their costs: a point can only be
+    dominated by one before it, and if any point dominates it a non-dominated one
+    does, so each point is compared with the front found so far only — O(n·|front|)
+    instead of the O(n²) of :func:`nondominated_ranks` (10,000 trials in well under a second).
+    """
+    costs = _as_minimisation(values, modes)
+    mask = np.zeros(costs.shape[0], dtype=bool)
+    valid = np.flatnonzero(np.isfinite(costs).all(axis=1))
+    if valid.size == 0:
+        return mask
+    order = valid[np.lexsort(costs[valid].T[::-1])]
+    front = np.empty((valid.size, costs.shape[1]))
+    size = 0
+    for i in order:
+        point = costs[i]
+        if size:
+            kept = front[:size]
+            if ((kept <= point).all(axis=1) & (kept < point).any(axis=1)).any():
+                continue
+        front[size] = point
+        size += 1
+        mask[i] = True
+    return mask
 
 
 def _ranks_within(df: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.Series:
@@ -70,7 +100,7 @@ def _ranks_within(df: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.Series:
     missing = [n for n in names if n not in df.columns]
     if missing:
         raise KeyError(f"objective column(s) not in the table: {', '.join(missing)}")
-    values = df[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    values = df[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     return pd.Series(nondominated_ranks(values, modes), index=df.index)
 
 
@@ -83,9 +113,45 @@ def pareto_rank(df: pd.DataFrame, objectives: Objectives, by: str | Sequence[str
     return pd.concat(parts).reindex(df.index) if parts else pd.Series(dtype=float)
 
 
+def front_mask(df: pd.DataFrame, objectives: Objectives, by: str | Sequence[str] | None = None) -> pd.Series:
+    """Whether each row of ``df`` is non-dominated (within its group of ``by`` if given).
+
+    Args:
+        df: One row per trial, with a column per objective (rows missing one are never on the front).
+        objectives: ``{"recon": "min"}``, ``[("recon", "min")]`` or ``[{"name", "mode"}]``.
+        by: Optional grouping columns: a front per group.
+
+    Returns:
+        A boolean Series on ``df``'s index (only the first front: cheaper than :func:`pareto_rank`).
+    """
+    pairs = normalize_objectives(objectives)
+    names, modes = [p[0] for p in pairs], [p[1] for p in pairs]
+    missing = [n for n in names if n not in df.columns]
+    if missing:
+        raise KeyError(f"objective column(s) not in the table: {', '.join(missing)}")
+
+    def one(part: pd.DataFrame) -> pd.Series:
+        values = part[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return pd.Series(pareto_mask(values, modes), index=part.index)
+
+    if by is None:
+        return one(df)
+    parts = [one(group) for _, group in df.groupby(by, sort=False, dropna=False)]
+    return pd.concat(parts).reindex(df.index).fillna(False).astype(bool) if parts else pd.Series(False, index=df.index)
+
+
 def pareto_front(df: pd.DataFrame, objectives: Objectives, by: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """The non-dominated rows of ``df`` (per group of ``by`` if given), in the original order."""
-    return df[pareto_rank(df, objectives, by) == 1]
+    """The non-dominated rows of ``df`` (per group of ``by`` if given), in the original order.
+
+    Args:
+        df: One row per trial.
+        objectives: The objectives and their modes (see :func:`normalize_objectives`).
+        by: Optional grouping columns: the front of each group.
+
+    Returns:
+        The rows of ``df`` on the front.
+    """
+    return df[front_mask(df, objectives, by)]
 
 
 def _hypervolume_min(points: np.ndarray, reference: np.ndarray) -> float:
@@ -150,7 +216,7 @@ def hypervolume_of(
     ref = [reference[n] for n in names]
 
     def one(part: pd.DataFrame) -> float:
-        values = part[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        values = part[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         return hypervolume(values, modes, ref)
 
     if by is None:

@@ -1,39 +1,59 @@
 """``results.parquet``: one row per trial, and ``history.parquet``, read from what the trials wrote.
 
-Schema (version 1; the version is stored in the file's metadata under
-``vae_study.schema_version``):
+Schema (version 2; the version is stored in the file's metadata under
+``vae_study.schema_version``, with the study's objectives under ``vae_study.objectives``).
+Every column has one Arrow type whatever its values, nulls included: integers are
+``int64`` (pandas ``Int64``, nullable), measurements ``float64`` (null: NaN), text
+``string``, times ``timestamp[us, UTC]``.  Rows are ordered by ``started_at``, then
+``trial_id`` (trials that never started, such as a crash before training, come last).
 
 ==========================  ======================================================
 column                      meaning
 ==========================  ======================================================
-``trial_id``                Tune's trial id (also the trial's folder name)
-``trial_name``              Tune's trial name (the MLflow run name)
+``trial_id``                the trial's id (also its folder name)
+``trial_name``              its readable name (the MLflow run name)
+``optuna_number``           the trial's Optuna trial number in an Optuna search (Int64;
+                            null in a grid, or for a record that predates it)
 ``status``                  ``completed``, ``failed`` (diverged), ``error`` (crashed) or
                             ``pruned`` (stopped early by the scheduler)
 ``failure_reason``          why a trial did not complete (null otherwise)
-``failed_step``             step at which a term became non-finite
+``failed_step``             step at which a term became non-finite (Int64)
 ``failed_term``             the term that became non-finite
-``variant``, ``seed``       the trial's variant and seed
-``steps``                   training steps
-``<weight>.<param>``        schedule of each weight, e.g. ``beta.schedule``, ``beta.end``
+``variant``, ``seed``       the trial's variant and seed (Int64)
+``steps``                   training steps (Int64)
+``<weight>.<param>``        schedule of each weight, e.g. ``beta.schedule`` (string),
+                            ``beta.end`` (float64), ``beta.end_step`` (Int64: a parameter
+                            whose values are all integers); null where the trial's
+                            schedule family has no such parameter
 ``<term>``                  held-out value of each objective term (``recon``, ``kl``,
                             ``index_code_mi``, ``total_correlation``, ``dimwise_kl``,
-                            ``loss``, schedule values such as ``beta``)
-``<metric>``                each metric, e.g. ``mig``
+                            ``loss``, schedule values such as ``beta``), float64
+``<metric>``                each metric, e.g. ``mig``, float64
 ``udr``                     UDR (Duan et al. 2020) among the completed seeds of the
                             trial's configuration; null for a configuration run once
+``on_front``                bool: the trial is completed and no other completed trial
+                            dominates it on the study's objectives (all of them)
 ``mlflow_run_id``           the trial's nested MLflow run
 ``mlflow_parent_run_id``    the study's MLflow run
-``checkpoint``              path of the final checkpoint, relative to the study folder
+``checkpoint``              path of the final model, relative to the study folder
 ``codes``                   path of the trial's ``codes.npz`` (mean codes for UDR),
                             relative to the study folder
-``train_seconds``, ``eval_seconds``, ``images_per_second``, ``started_at``,
-``finished_at`` (Unix seconds), ``resumed_from_step``
+``train_seconds``, ``eval_seconds``, ``images_per_second``  float64
+``started_at``, ``finished_at``  ``timestamp[us, UTC]``
+``duration_s``              ``finished_at − started_at`` in seconds (float64; null when
+                            either is unknown)
+``resumed_from_step``       Int64
 ``pack_id``, ``pack_size``  the Ray trial (pack) that trained the trial, and the
                             pack's size (an unpacked trial is a pack of one: its own id, 1)
 ``undelivered_metrics``     metrics of the trial still waiting in its spill file for
                             the tracking server (``vae-study sync`` delivers them)
 ==========================  ======================================================
+
+Version 1 differed in: no ``optuna_number``, ``on_front`` or ``duration_s``; times as
+Unix seconds (float64); rows in trial-id order; a column whose values were all null
+typed ``null`` and read as ``object`` of None; an integer column with nulls read as
+float64.  :func:`analysis.results.load_results` reads both versions into the
+version-2 shape (see its docstring for the migration note).
 
 ``history.parquet`` (same schema version) is the long form of every trial's term
 histories, read from each trial's ``history.jsonl``: columns ``trial_id``, ``step``,
@@ -49,27 +69,48 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.pareto import pareto_mask
 from analysis.udr import udr_by_configuration
-from study.folder import StudyFolder
+from study.folder import StudyFolder, TrialFolder
 from study.tracking import spilled_metric_count
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 META_COLUMNS = (
-    "trial_id", "trial_name", "status", "failure_reason", "failed_step", "failed_term",
+    "trial_id", "trial_name", "optuna_number", "status", "failure_reason", "failed_step", "failed_term",
     "variant", "seed", "steps",
 )  # fmt: skip
 TAIL_COLUMNS = (
-    "mlflow_run_id", "mlflow_parent_run_id", "checkpoint", "codes", "train_seconds", "eval_seconds",
-    "images_per_second", "started_at", "finished_at", "resumed_from_step", "pack_id", "pack_size",
+    "on_front", "mlflow_run_id", "mlflow_parent_run_id", "checkpoint", "codes", "train_seconds", "eval_seconds",
+    "images_per_second", "started_at", "finished_at", "duration_s", "resumed_from_step", "pack_id", "pack_size",
     "undelivered_metrics",
 )  # fmt: skip
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+#: The type of every fixed column; ``<weight>.<param>`` columns take the type of their values,
+#: terms and metrics are float64.
+COLUMN_TYPES: dict[str, pa.DataType] = {
+    **dict.fromkeys(
+        ("trial_id", "trial_name", "status", "failure_reason", "failed_term", "variant", "mlflow_run_id",
+         "mlflow_parent_run_id", "checkpoint", "codes", "pack_id"),
+        pa.string(),
+    ),
+    **dict.fromkeys(
+        ("optuna_number", "failed_step", "seed", "steps", "resumed_from_step", "pack_size", "undelivered_metrics"),
+        pa.int64(),
+    ),
+    **dict.fromkeys(("udr", "train_seconds", "eval_seconds", "images_per_second", "duration_s"), pa.float64()),
+    "started_at": TIMESTAMP,
+    "finished_at": TIMESTAMP,
+    "on_front": pa.bool_(),
+}  # fmt: skip
 
 
 def trial_rows(study_dir: Path) -> list[dict[str, Any]]:
@@ -80,6 +121,9 @@ def trial_rows(study_dir: Path) -> list[dict[str, Any]]:
         if record is None:
             continue
         row = record.row()
+        if row.get("optuna_number") is None and trial.plan_file.exists():
+            plan = trial.read_plan()
+            row["optuna_number"] = plan.optuna_number if plan is not None else None
         # Counted now, not when the trial ended: `vae-study sync` may have delivered them since.
         row["undelivered_metrics"] = spilled_metric_count(trial.spill_file)
         rows.append(row)
@@ -91,45 +135,141 @@ def trial_rows(study_dir: Path) -> list[dict[str, Any]]:
 
 
 def _column_order(rows: list[dict[str, Any]]) -> list[str]:
-    seen: dict[str, None] = {}
+    seen: dict[str, None] = dict.fromkeys(("optuna_number", "on_front", "duration_s"))
     for row in rows:
         seen.update(dict.fromkeys(row))
-    middle = sorted(k for k in seen if k not in META_COLUMNS and k not in TAIL_COLUMNS and "." in k)
-    middle += [k for k in seen if k not in META_COLUMNS and k not in TAIL_COLUMNS and "." not in k]
+    fixed = {*META_COLUMNS, *TAIL_COLUMNS, "udr"}
+    middle = sorted(k for k in seen if k not in fixed and "." in k)
+    middle += [k for k in seen if k not in fixed and "." not in k]
+    middle.append("udr")  # always there: null where no configuration was run with several seeds
     return [*META_COLUMNS, *middle, *(k for k in TAIL_COLUMNS if k in seen)]
 
 
+def _inferred_type(values: list[Any]) -> pa.DataType:
+    """A ``<weight>.<param>`` column's type: bool, int64 (all integers), float64 (numbers) or string."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pa.bool_()
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in present):
+        return pa.string()
+    return pa.int64() if present and all(isinstance(v, int) for v in present) else pa.float64()
+
+
+def _array(name: str, values: list[Any]) -> pa.Array:
+    kind = COLUMN_TYPES.get(name) or (_inferred_type(values) if "." in name else pa.float64())
+    if kind == TIMESTAMP:  # Unix seconds → microseconds
+        micros = [None if v is None else round(float(v) * 1e6) for v in values]
+        return pa.array(micros, pa.int64()).cast(TIMESTAMP)
+    if kind == pa.string():
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    if kind == pa.float64():
+        return pa.array([None if v is None or v != v else float(v) for v in values], pa.float64())
+    return pa.array(values, kind)
+
+
+def _with_study_columns(rows: list[dict[str, Any]], objectives: list[dict[str, str]]) -> None:
+    """Add ``duration_s`` and ``on_front`` to every row (in place)."""
+    for row in rows:
+        start, end = row.get("started_at"), row.get("finished_at")
+        row["duration_s"] = None if start is None or end is None else float(end) - float(start)
+        row["on_front"] = False
+    names = [o["name"] for o in objectives]
+    done = [row for row in rows if row.get("status") == "completed"]
+    if not names or not done:
+        return
+    values = np.array([[_number(row.get(n)) for n in names] for row in done], dtype=np.float64)
+    for row, on in zip(done, pareto_mask(values, [o["mode"] for o in objectives]).tolist(), strict=True):
+        row["on_front"] = on
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
+
+
+def _nullable(kind: pa.DataType) -> Any:
+    """pandas' dtype for an Arrow type: nullable ``Int64`` for integers (NaN-free), else the default."""
+    return pd.Int64Dtype() if kind == pa.int64() else None
+
+
 def results_table(rows: list[dict[str, Any]], objectives: list[dict[str, str]] | None = None) -> pa.Table:
+    """The rows as the version-2 table: typed columns, ordered by start, ``on_front`` and ``duration_s`` added.
+
+    Args:
+        rows: One flat dict per trial (:meth:`study.folder.TrialRecord.row`, plus ``udr``,
+            ``optuna_number`` and ``undelivered_metrics``); not modified.
+        objectives: ``[{"name", "mode"}]``: what ``on_front`` is computed on.
+
+    Returns:
+        The Arrow table, with the schema version, the objectives and pandas' dtypes in its metadata.
+    """
+    objectives = list(objectives or [])
+    rows = [dict(row) for row in rows]
+    _with_study_columns(rows, objectives)
     columns = _column_order(rows)
-    arrays = {}
-    for name in columns:
-        values = [row.get(name) for row in rows]
-        if name in META_COLUMNS and name not in ("seed", "steps", "failed_step"):
-            arrays[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
-        else:
-            arrays[name] = pa.array(values)
-    table = pa.table(arrays) if rows else pa.table({name: pa.array([], pa.string()) for name in META_COLUMNS})
+    table = pa.table({name: _array(name, [row.get(name) for row in rows]) for name in columns})
+    if rows:
+        table = table.sort_by([("started_at", "ascending"), ("trial_id", "ascending")])
+    # pandas' own metadata, so that a plain pd.read_parquet gives Int64 columns too.
+    empty = table.schema.empty_table().to_pandas(types_mapper=_nullable)
+    with warnings.catch_warnings():  # pyarrow reads a UTC column's .values, which pandas 3 deprecates
+        warnings.simplefilter("ignore")
+        pandas_meta = pa.Table.from_pandas(empty, schema=table.schema, preserve_index=False).schema.metadata or {}
     metadata = {
-        "vae_study.schema_version": str(SCHEMA_VERSION),
-        "vae_study.objectives": json.dumps(objectives or []),
+        **pandas_meta,
+        b"vae_study.schema_version": str(SCHEMA_VERSION).encode(),
+        b"vae_study.objectives": json.dumps(objectives).encode(),
     }
     return table.replace_schema_metadata(metadata)
 
 
+def _history_entries(trial: TrialFolder) -> list[dict[str, Any]]:
+    """The lines of a trial's ``history.jsonl``: parsed as one JSON array when the file is whole
+    (one parser call per file, not per line), else line by line (:meth:`TrialFolder.history`)."""
+    try:
+        text = trial.history_file.read_text()
+    except FileNotFoundError:
+        return []
+    try:
+        return json.loads("[" + ",".join(line for line in text.splitlines() if line.strip()) + "]")
+    except json.JSONDecodeError:  # a line cut short by a kill: skipped there
+        return list(trial.history())
+
+
 def history_table(study_dir: Path) -> pa.Table:
-    latest: dict[tuple[str, str, int, str], float] = {}
+    """``history.parquet``'s table: one row per (trial, split, step, term), the last value of each kept.
+
+    Args:
+        study_dir: The study folder.
+
+    Returns:
+        Columns ``trial_id``, ``step``, ``split``, ``term``, ``value``, ordered by trial id,
+        split, step and term.
+    """
+    ids: list[str] = []
+    steps: list[int] = []
+    splits: list[str] = []
+    terms: list[str] = []
+    values: list[float] = []
     for trial in StudyFolder(study_dir).trials():
-        for entry in trial.history():
-            for term, value in entry["terms"].items():
-                latest[(trial.trial_id, entry["split"], int(entry["step"]), term)] = float(value)
-    keys = sorted(latest)
+        merged: dict[tuple[str, int], dict[str, float]] = {}
+        for entry in _history_entries(trial):
+            # A resumed trial re-logs steps after its checkpoint: the last value of each term wins.
+            merged.setdefault((entry["split"], int(entry["step"])), {}).update(entry["terms"])
+        before = len(terms)
+        for split, step in sorted(merged):
+            items = sorted(merged[(split, step)].items())
+            terms.extend(term for term, _ in items)
+            values.extend(float(value) for _, value in items)
+            splits.extend([split] * len(items))
+            steps.extend([step] * len(items))
+        ids.extend([trial.trial_id] * (len(terms) - before))
     table = pa.table(
         {
-            "trial_id": pa.array([k[0] for k in keys], pa.string()),
-            "step": pa.array([k[2] for k in keys], pa.int64()),
-            "split": pa.array([k[1] for k in keys], pa.string()),
-            "term": pa.array([k[3] for k in keys], pa.string()),
-            "value": pa.array([latest[k] for k in keys], pa.float64()),
+            "trial_id": pa.array(ids, pa.string()),
+            "step": pa.array(steps, pa.int64()),
+            "split": pa.array(splits, pa.string()),
+            "term": pa.array(terms, pa.string()),
+            "value": pa.array(values, pa.float64()),
         }
     )
     return table.replace_schema_metadata({"vae_study.schema_version": str(SCHEMA_VERSION)})

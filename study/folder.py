@@ -146,6 +146,12 @@ class TrialPlan:
         if not isinstance(self.point, dict) or "variant" not in self.point or "seed" not in self.point:
             raise ValueError("point: needs variant and seed")
 
+    @property
+    def optuna_number(self) -> int | None:
+        """The Optuna trial number of an Optuna study's trial (None: a grid's, or no number recorded)."""
+        number = (self.optuna or {}).get("number")
+        return None if number is None else int(number)
+
 
 @dataclass
 class TrialRecord:
@@ -179,6 +185,9 @@ class TrialRecord:
     pack_id: str | None = None
     pack_size: int = 1
     undelivered_metrics: int = 0
+    #: The Optuna trial number (None in a grid; records written before it existed lack it, and
+    #: the export then reads it from the trial's plan).
+    optuna_number: int | None = None
 
     def __post_init__(self) -> None:
         self.status = TrialStatus(self.status)
@@ -197,14 +206,18 @@ class TrialRecord:
 
     def row(self) -> dict[str, Any]:
         """The flat row of ``results.parquet`` (without the study-level columns such as ``udr``)."""
-        data = asdict(self)
-        row = {k: v for k, v in data.items() if k not in ("params", "terms", "metrics", "artifacts")}
+        # Field by field, not asdict(): its deep copies cost seconds over 10,000 records.
+        row = {name: getattr(self, name) for name in _ROW_FIELDS}
         row["status"] = str(self.status)
         row.update(self.params)
         row.update(self.values)
         row["checkpoint"] = self.artifacts.get("checkpoint")
         row["codes"] = self.artifacts.get("codes")
         return row
+
+
+#: The scalar fields of a record, in order: the first columns of its row.
+_ROW_FIELDS = tuple(f.name for f in fields(TrialRecord) if f.name not in ("params", "terms", "metrics", "artifacts"))
 
 
 class TrialFolder:
