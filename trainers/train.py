@@ -370,8 +370,9 @@ def write_artifacts(
     state: dict[str, Any],
 ) -> dict[str, Path]:
     """Reconstruction grid, latent traversals (PNG, one row per latent; a GIF if asked), the
-    codes for UDR, the config, and the final model (``model.pt``: step, config and weights,
-    without the optimiser's state, which only a run that may resume needs)."""
+    codes for UDR, the latent and KL of each traversal row for the report
+    (:func:`write_traversal_latents`), the config, and the final model (``model.pt``: step,
+    config and weights, without the optimiser's state, which only a run that may resume needs)."""
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     rng = torch.Generator().manual_seed(config.eval.seed)
@@ -388,11 +389,48 @@ def write_artifacts(
         frames = [tile(rows[t::columns], 1, latents) for t in sweep]
         artifacts["traversals_gif"] = write_gif(out / "traversals.gif", frames)
     artifacts["codes"] = write_codes(out / "codes.npz", model, data, config, device)
+    # The report's row labels; in the trial folder only (not an artifact MLflow gets).
+    labels = traversal_latents(model, x, latents)
+    write_traversal_latents(out / TRAVERSAL_LATENTS_FILE, labels, tuple(x.shape[-2:]), artifacts["codes"])
     artifacts["config"] = out / "config.json"
     artifacts["config"].write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
     final = {key: state[key] for key in ("step", "config", "model") if key in state}
     artifacts["checkpoint"] = save_checkpoint(out / "model.pt", final)
     return artifacts
+
+
+#: Beside ``traversals.png``: what its rows are, for the report's labels (see :func:`write_traversal_latents`).
+TRAVERSAL_LATENTS_FILE = "traversal_latents.npz"
+#: Pixels between tiles in the PNG grids (:func:`trainers.images.tile`).
+TILE_PAD = 2
+
+
+def traversal_latents(model: torch.nn.Module, x: torch.Tensor, rows: int) -> list[int]:
+    """The latent each row of ``model.traverse(x)`` sweeps; -1 for a row that sweeps no single
+    latent (a JointVAE's discrete variables)."""
+    if hasattr(model, "active_dims"):  # the IBP-VAE shows its active dimensions only
+        dims = [int(d) for d in model.active_dims(x)]
+    else:
+        dims = list(range(min(rows, int(getattr(model, "latent_dim", rows)))))
+    return dims + [-1] * (rows - len(dims))
+
+
+def write_traversal_latents(path: Path, latents: list[int], image_size: tuple[int, int], codes: Path) -> Path:
+    """``traversal_latents.npz`` (about 1 KB): ``latent`` (the latent row r of ``traversals.png``
+    sweeps, -1: none), ``values`` (the value of each column), ``tile`` (height, width, pad of the
+    PNG's tiles) and ``kl`` (per-latent KL from ``codes.npz``; absent without a Gaussian posterior).
+    The pictures themselves are ``traversals.png`` and ``reconstructions.png``, stored once."""
+    arrays = {
+        "latent": np.asarray(latents, dtype=np.int32),
+        "values": np.asarray(TRAVERSAL_VALUES, dtype=np.float32),
+        "tile": np.asarray([*image_size, TILE_PAD], dtype=np.int32),
+    }
+    with np.load(codes) as saved:
+        if "kl" in saved.files:
+            arrays["kl"] = saved["kl"].astype(np.float32)
+    with path.open("wb") as out:
+        np.savez(out, **arrays)
+    return path
 
 
 @torch.no_grad()
