@@ -2,11 +2,18 @@
 
 import base64
 import re
+import time
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pyarrow.parquet as pq
+import pytest
 
-from study.export import export_results
-from study.folder import write_json_atomic
+from analysis import load_results
+from analysis.pictures import TrialPictures, load_pictures, traversal_figure
+from analysis.report import mlflow_links, write_report
+from study.export import export_results, results_table
+from study.folder import TrialFolder, write_json_atomic
 
 
 def _study(tmp_path, n=24):
@@ -19,7 +26,8 @@ def _study(tmp_path, n=24):
             schedule = {"beta.schedule": "linear", "beta.end": beta, "beta.end_step": 50}
         record = {
             "trial_id": f"t{i:03d}", "status": "completed" if i != 5 else "failed", "variant": variant,
-            "seed": i % 3, "steps": 100, "params": schedule,
+            "seed": i % 3, "steps": 100, "params": schedule, "trial_name": f"t{i:03d}-{variant}-s{i % 3}",
+            "mlflow_run_id": f"{i:032x}",
             "terms": {"recon": 100 + 10 * beta + rng.normal(), "kl": 20 / beta} if i != 5 else {},
             "metrics": {"mig": 0.02 * beta + 0.05 * rng.random()} if i != 5 else {},
         }  # fmt: skip
@@ -30,19 +38,149 @@ def _study(tmp_path, n=24):
     return tmp_path
 
 
+def _figures(page):
+    return dict(re.findall(r'<figure id="([^"]+)"><img alt="[^"]*" src="data:image/png;base64,([^"]+)"', page))
+
+
 def test_report_contains_every_figure_and_table(cli, tmp_path):
     study_dir = _study(tmp_path)
     result = cli.call("report", study_dir)
     assert result.returncode == 0, result.stderr
     page = (study_dir / "report.html").read_text()
-    for figure in ("pareto", "recon_vs_parameters", "mig_vs_parameters", "recon_seed_spread", "mig_seed_spread",
-                   "rank_correlation"):  # fmt: skip
-        assert f'<figure id="{figure}">' in page, figure
-    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 6 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
-    for heading in ("Trials", "Distributions per variant", "Variance explained", "Non-dominated trials"):
-        assert f"<h2>{heading}" in page
+    figures = _figures(page)
+    assert set(figures) == {"pareto", "objectives-vs-effective-beta", "spread-recon", "spread-mig",
+                            "rank-correlation"}  # fmt: skip
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in figures.values())
+    for heading in ("Pareto front", "Non-dominated trials", "Front trials: reconstructions and traversals",
+                    "Objectives against the effective weight", "Variance explained", "Distributions per variant",
+                    "All trials"):  # fmt: skip
+        assert f"<h2>{heading}" in page, heading
     assert "beta_tcvae" in page and "failed" in page
+    # Readable captions and headers: no code names.
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", page)
+    assert len(captions) == len(figures) and all(len(c) > 40 for c in captions)
+    assert "_vs_" not in page and "beta.value" not in page and "recon_seed_spread" not in page
+
+    # The non-dominated table: each front trial with its parameters, not the failure columns.
+    table = page[page.index("<h2>Non-dominated trials") : page.index("<h2>Front trials")]
+    df = load_results(study_dir)
+    front = df[df["on_front"]]
+    assert len(front) >= 2 and all(name in table for name in front["trial_name"])
+    assert "<th>β value</th>" in table and "<th>β effective</th>" in table and "<th>variant</th>" in table
+    assert "failure" not in table and "failed" not in table
+    # No trial folders with pictures here: each front trial says so.
+    assert page.count("no pictures saved") == len(front)
+    # No configuration was repeated: η² is absent, and one sentence says why.
+    variance = page[page.index("<h2>Variance explained") : page.index("<h2>Distributions")]
+    assert "<table" not in variance and "no configuration was trained with more than one seed" in variance
+
+
+def test_variance_explained_appears_where_configurations_are_repeated(tmp_path):
+    rng = np.random.default_rng(2)
+    for i in range(12):
+        beta = [1.0, 4.0, 8.0, 2.5 + i][i % 4] if i < 8 else 20.0 + i  # three configurations with seeds, four alone
+        record = {
+            "trial_id": f"t{i:03d}", "trial_name": f"t{i:03d}-beta_vae", "status": "completed",
+            "variant": "beta_vae", "seed": i // 4, "steps": 100,
+            "params": {"beta.schedule": "constant", "beta.value": beta},
+            "terms": {"recon": 100 + beta + rng.normal()}, "metrics": {"mig": 0.01 * beta + 0.01 * rng.random()},
+        }  # fmt: skip
+        write_json_atomic(TrialFolder(tmp_path / "trials" / record["trial_id"]).create().result_file, record)
+    export_results(tmp_path, [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}])
+    page = write_report(tmp_path).read_text()
+    variance = page[page.index("<h2>Variance explained") : page.index("<h2>Distributions")]
+    assert "<table" in variance and "over the 6 completed trials of the 3 configurations" in variance
+    assert "by configuration" in variance and "by seed" in variance
+
+
+def test_front_rows_link_to_their_mlflow_runs_on_an_http_server(tmp_path):
+    study_dir = _study(tmp_path)
+    write_json_atomic(
+        study_dir / "study_run.json",
+        {"tracking_uri": "http://mlflow.example:5000/", "experiment_id": "7", "parent_run_id": "p"},
+    )
+    df = load_results(study_dir)
+    links = mlflow_links(study_dir, df)
+    assert links.tolist() == [f"http://mlflow.example:5000/#/experiments/7/runs/{r}" for r in df["mlflow_run_id"]]
+    page = write_report(study_dir).read_text()
+    for run_id in df.loc[df["on_front"], "mlflow_run_id"]:
+        assert f'<a href="http://mlflow.example:5000/#/experiments/7/runs/{run_id}">' in page
+    # The folder's own store (tracking_uri null) has no server to link to.
+    write_json_atomic(study_dir / "study_run.json", {"tracking_uri": None, "experiment_id": "7", "parent_run_id": "p"})
+    assert mlflow_links(study_dir, df).isna().all() and "<a href" not in write_report(study_dir).read_text()
+
+
+def _pictures(kl, rows=None):
+    latents = len(kl)
+    rng = np.random.default_rng(0)
+    return TrialPictures(
+        inputs=rng.random((8, 64, 64)), reconstructions=rng.random((8, 64, 64)),
+        traversals=rng.random((rows or latents, 9, 64, 64)), values=np.linspace(-2.5, 2.5, 9),
+        latent=np.arange(rows or latents), kl=np.asarray(kl),
+    )  # fmt: skip
+
+
+def _row_labels(fig):
+    return [ax.get_ylabel() for ax in fig.axes if ax.get_subplotspec().colspan.start == 0 and ax.get_ylabel()]
+
+
+def test_traversal_rows_are_labelled_sorted_by_kl_and_inactive_ones_marked():
+    pictures = _pictures([0.004, 2.5, 0.7])
+    fig = traversal_figure(pictures, "t0001-beta_vae-s0")
+    labels = _row_labels(fig)
+    assert labels == ["input", "reconstructed", "z1  KL 2.5", "z2  KL 0.7", "z0  KL 0.004 (inactive)"]
+    assert pictures.active_units == 2 and not pictures.collapsed
+    assert "2 of 3 latents active" in fig._suptitle.get_text() and "COLLAPSED" not in fig._suptitle.get_text()
+    greyed = [ax for ax in fig.axes if ax.images and ax.images[0].get_alpha() not in (None, 1.0)]
+    assert len(greyed) == 9  # the inactive latent's row
+    plt.close(fig)
+
+    collapsed = _pictures([0.001, 0.002, 0.003])
+    fig = traversal_figure(collapsed, "t0002")
+    assert collapsed.collapsed and "COLLAPSED" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_pictures_are_cut_from_the_trials_pngs_with_their_latents(tmp_path):
+    torch = pytest.importorskip("torch")
+    from trainers.images import tile, write_png
+    from trainers.train import write_traversal_latents
+
+    rng = np.random.default_rng(1)
+    rows = torch.tensor(rng.random((3 * 9, 1, 64, 64)), dtype=torch.float32)
+    pairs = torch.tensor(rng.random((16, 1, 64, 64)), dtype=torch.float32)
+    write_png(tmp_path / "traversals.png", tile(rows, 3, 9))
+    write_png(tmp_path / "reconstructions.png", tile(pairs, 2, 8))
+    np.savez(tmp_path / "codes.npz", mean=np.zeros((4, 3)), kl=np.array([0.5, 0.0, 3.0]))
+    write_traversal_latents(tmp_path / "traversal_latents.npz", [0, 1, 2], (64, 64), tmp_path / "codes.npz")
+    assert (tmp_path / "traversal_latents.npz").stat().st_size < 4096
+    pictures = load_pictures(tmp_path)
+    assert pictures.traversals.shape == (3, 9, 64, 64) and pictures.kl.tolist() == [0.5, 0.0, 3.0]
+    assert np.abs(pictures.traversals[2, 4] - rows[2 * 9 + 4, 0].numpy()).max() <= 1 / 255
+    assert np.abs(pictures.reconstructions[5] - pairs[8 + 5, 0].numpy()).max() <= 1 / 255
+    assert pictures.active_units == 2
+    assert load_pictures(tmp_path / "elsewhere") is None
+
+
+def test_a_report_of_10000_trials_is_small_and_quick(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(10_000):
+        beta = float(rng.uniform(0.5, 16)) if i % 3 else float(1 + (i // 9) % 8)
+        rows.append({
+            "trial_id": f"t{i:05d}", "trial_name": f"t{i:05d}-beta_vae-beta={beta:.2f}-s{i % 3}",
+            "status": "completed", "variant": ["beta_vae", "beta_tcvae"][i % 2], "seed": i % 3, "steps": 1000,
+            "beta.schedule": "constant", "beta.value": beta, "recon": 60 + 4 * beta + rng.normal(),
+            "mig": 0.02 * beta + 0.05 * rng.random(), "kl": 30 / beta, "started_at": 1.8e9 + i,
+            "finished_at": 1.8e9 + i + 60.0,
+        })  # fmt: skip
+    pq.write_table(results_table(rows, [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}]),
+                   tmp_path / "results.parquet")  # fmt: skip
+    began = time.process_time()
+    page = write_report(tmp_path)
+    assert time.process_time() - began <= 10.0  # CPU seconds: the machine's load does not count
+    assert page.stat().st_size <= 20e6
+    assert "<h2>Variance explained" in page.read_text()
 
 
 def test_report_needs_results(cli, tmp_path):
