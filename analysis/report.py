@@ -38,7 +38,13 @@ from analysis.pareto import front_mask, normalize_objectives
 from analysis.pictures import load_pictures, traversal_figure
 from analysis.plots import plot_pareto, readable
 from analysis.results import HISTORY_FILE, REPORT_FILE, load_results
-from analysis.summaries import config_columns, metric_distributions, rank_correlations, variance_explained
+from analysis.summaries import (
+    config_columns,
+    configuration_key,
+    metric_distributions,
+    rank_correlations,
+    variance_explained,
+)
 from analysis.udr import configuration_columns
 from analysis.weights import effective_weight, weight_names
 
@@ -361,7 +367,7 @@ def repeated_configurations(df: pd.DataFrame) -> pd.DataFrame:
     columns = config_columns(done)
     if not len(done) or "seed" not in done.columns:
         return done.iloc[0:0]
-    key = done[columns].map(repr).agg("|".join, axis=1) if columns else pd.Series("all", index=done.index)
+    key = configuration_key(done, columns)
     seeds = done.groupby(key)["seed"].transform("nunique")
     return done[seeds >= 2]
 
@@ -384,7 +390,7 @@ def variance_section(df: pd.DataFrame, names: Sequence[str]) -> str:
             "variance cannot be told apart from the hyperparameters' (every configuration would explain 100 %). "
             "Repeat configurations with several <code>seeds</code> (or a grid) to see it.</p>"
         )
-    configurations = repeated[config_columns(repeated)].map(repr).agg("|".join, axis=1).nunique()
+    configurations = configuration_key(repeated, config_columns(repeated)).nunique()
     table = pd.DataFrame({readable(n): variance_explained(repeated, n) for n in names if n in repeated}).T
     table = table.rename(columns={"hyperparameters": "by configuration", "seed": "by seed",
                                   "within_config": "between seeds of one configuration"})  # fmt: skip
@@ -407,7 +413,10 @@ def udr_table(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
     """
     scored = df[df["udr"].notna()]
     keys = configuration_columns(scored)
-    labels = scored[keys].map(str).agg(", ".join, axis=1).rename("configuration")
+    labels = pd.Series("", index=scored.index, dtype=object)
+    for i, key in enumerate(keys):
+        labels = labels + ("" if i == 0 else ", ") + scored[key].astype(object).map(str)
+    labels = labels.rename("configuration")
     table = scored.groupby(labels).agg(
         seeds=("udr", "size"), udr=("udr", "median"), **{n: (n, "median") for n in objectives if n in df.columns}
     )
@@ -437,6 +446,8 @@ def report_html(df: pd.DataFrame, title: str, study_dir: str | Path | None = Non
         The HTML page, self-contained (figures embedded as PNG).
     """
     study_dir = Path(study_dir) if study_dir is not None else None
+    if "variant" not in df.columns:  # figures and tables are per variant
+        df = df.assign(variant="all")
     objectives = normalize_objectives(df.attrs.get("objectives") or [("recon", "min")])
     names = [n for n, _ in objectives if n in df.columns]
     present = [(n, m) for n, m in objectives if n in df.columns]

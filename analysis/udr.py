@@ -130,7 +130,9 @@ def udr_by_configuration(
     if have.empty or not keys:
         return out
     # NaN keys (a parameter a family does not have) must still group together.
-    grouped = have[keys].map(str).agg("|".join, axis=1)
+    grouped = pd.Series("", index=have.index, dtype=object)
+    for key in keys:  # column by column: a row-wise join takes seconds on 10,000 trials
+        grouped = grouped + "|" + have[key].astype(object).map(str)
     for _, index in have.groupby(grouped).groups.items():
         if len(index) < 2:
             continue

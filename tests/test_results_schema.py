@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis import load_results, pareto_front
+from analysis.report import write_report
 from study.export import export_results
 from study.folder import TrialFolder, TrialPlan, write_json_atomic
 
@@ -110,6 +111,9 @@ def test_version_1_files_still_load_in_the_version_2_shape(tmp_path):
     assert df["udr"].dtype == np.float64 and df["optuna_number"].isna().all()
     assert df["duration_s"].tolist() == [10.0, 30.0, 60.0]
     assert dict(zip(df["trial_id"], df["on_front"], strict=True)) == {"a": True, "b": True, "c": False}
+    # The report reads it too.
+    page = write_report(tmp_path).read_text()
+    assert "<h2>Non-dominated trials" in page and page.count("no pictures saved") == 2
 
 
 def test_an_unknown_version_is_refused(tmp_path):
