@@ -298,7 +298,7 @@ def effective_weight_figures(done: pd.DataFrame, objectives: Sequence[tuple[str,
                         ax.scatter(x[rows.index], _numeric(rows[name]), s=16, marker=marker, color=f"C{i % 10}",
                                    alpha=0.75, label=f"{variant}, {family}")  # fmt: skip
             ax.set_xlabel(f"effective {readable(weight)} (mean weight over training)")
-            ax.set_ylabel(f"{readable(name)} — {'lower' if mode == 'min' else 'higher'} is better", fontsize=8)
+            ax.set_title(f"{readable(name)}\n({'lower' if mode == 'min' else 'higher'} is better)", fontsize=9)
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7)
         caption = (
