@@ -12,11 +12,12 @@ export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=4294967296:glibc.malloc.tri
 
 .PHONY: install demo test lint unit integration clean
 
+# The rest through uv (parallel downloads and byte-compilation: about half of pip's time);
+# it keeps the torch pip installed, which satisfies the project's requirement.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet "$(TORCH)" uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --compile-bytecode -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
