@@ -26,7 +26,7 @@ from study.folder import RecordError, StudyFolder
 from study.spec import SpecError, load_spec, read_spec_text
 
 if TYPE_CHECKING:
-    from study.runner import StudyOutcome
+    from study.runner import Output, StudyOutcome
 
 
 
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--num-trials", type=int, help="override search.num_trials")
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a local Ray (127.0.0.1:8265)")
+    _output_options(run)
 
     resume = commands.add_parser(
         "resume", help="finish a study whose driver died (kept trials, resumed ones, the rest)"
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         "--take-over", action="store_true", help="claim a folder whose run died (its study.lock names a dead process)"
     )
     resume.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a local Ray")
+    _output_options(resume)
 
     validate = commands.add_parser("validate", help="check a spec and print it resolved")
     validate.add_argument("spec", type=Path)
@@ -81,6 +83,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_options(command: argparse.ArgumentParser) -> None:
+    loudness = command.add_mutually_exclusive_group()
+    loudness.add_argument("--quiet", action="store_true", help="print only failures and the closing summary")
+    loudness.add_argument(
+        "--verbose", action="store_true", help="also print Ray's own output (its status table, the trials' logs)"
+    )
+    command.add_argument(
+        "--progress-every", type=float, default=30.0, metavar="S", help="seconds between progress lines (default 30)"
+    )
+
+
+def _output(args: argparse.Namespace) -> Output:
+    if args.progress_every <= 0:
+        raise SpecError("--progress-every: must be > 0 seconds")
+    from study.runner import Output
+
+    return Output(quiet=args.quiet, verbose=args.verbose, every=args.progress_every)
+
+
 def _command() -> str:
     return shlex.join(["vae-study", *sys.argv[1:]])
 
@@ -94,12 +115,30 @@ def _run(args: argparse.Namespace) -> int:
             raise SpecError("--num-trials: a grid study runs every combination of its choices and seeds")
         spec.search.num_trials = args.num_trials
     study_dir = args.study_dir or Path(spec.study_dir or Path("studies") / spec.name)
+    default = StudyFolder(study_dir)
+    if args.study_dir is None and default.spec_json.exists() and not default.lock_file.exists():
+        raise SpecError(_default_folder_used(args.spec, spec.name, study_dir))
+    output = _output(args)
 
     from study.runner import run_study  # Ray and MLflow load only when a study runs
 
     text = read_spec_text(args.spec)
-    outcome = run_study(spec, study_dir, args.address, spec_text=text, command=_command(), dashboard=args.dashboard)
+    outcome = run_study(
+        spec, study_dir, args.address, spec_text=text, command=_command(), dashboard=args.dashboard, output=output
+    )
     return _print_outcome(spec.name, outcome)
+
+
+def _default_folder_used(spec_path: Path, name: str, study_dir: Path) -> str:
+    """What to do when a spec's default study folder already holds a study (it is never overwritten)."""
+    where, spec_arg = shlex.quote(str(study_dir)), shlex.quote(str(spec_path))
+    return (
+        f"{study_dir}: this spec's study folder already holds the study {name!r} (finished trials are never "
+        f"overwritten). Either\n"
+        f"  go on with it:     vae-study resume {where}\n"
+        f"  or start another:  vae-study run {spec_arg} --study-dir {shlex.quote(str(study_dir) + '-2')}"
+        f"   (or give the spec another `name:`)"
+    )
 
 
 def _print_outcome(name: str, outcome: StudyOutcome) -> int:
@@ -111,27 +150,41 @@ def _print_outcome(name: str, outcome: StudyOutcome) -> int:
         code, headline = ExitCode.TRIALS_ERRORED, f"Study {name!r} done, with errors: {counts}"
     else:
         code, headline = ExitCode.OK, f"Study {name!r} done: {counts}"
-    print(f"\n{headline}.")
-    print(f"  study folder : {outcome.study_dir}")
-    print(f"  results      : {outcome.results}")
+    folder = StudyFolder(outcome.study_dir)
+    where = shlex.quote(relative(outcome.study_dir))
+    lines = [f"\n{headline}.", f"  study folder : {relative(outcome.study_dir)}"]
+    lines.append(f"  results      : {relative(outcome.results)} (pandas.read_parquet)")
+    if folder.report.exists():
+        lines.append(f"  report       : {relative(folder.report)}")
     if outcome.pareto:
-        print(f"  pareto front : {outcome.pareto}")
+        lines.append(f"  pareto front : {relative(outcome.pareto)}")
     if outcome.tracking_uri.startswith(("http://", "https://")):
-        print(f"  browse runs  : {outcome.tracking_uri}")
+        lines.append(f"  browse runs  : {outcome.tracking_uri}")
     else:
-        print(f"  browse runs  : mlflow ui --backend-store-uri {outcome.tracking_uri}")
+        store = outcome.tracking_uri.removeprefix("sqlite:///")
+        uri = f"sqlite:///{relative(Path(store))}" if outcome.tracking_uri.startswith("sqlite:///") else store
+        lines.append(f"  browse runs  : mlflow ui --backend-store-uri {uri} (then http://127.0.0.1:5000)")
     if code == ExitCode.TRIALS_ERRORED:
-        where = shlex.quote(str(outcome.study_dir))
-        print(f"  errors       : failure_reason in {outcome.results.name}, or vae-study status {where}")
+        lines.append(f"  errors       : failure_reason in {outcome.results.name}, or vae-study status {where}")
+    lines.append(f"  status       : vae-study status {where}")
     if code == ExitCode.INTERRUPTED:
-        print(f"  resume with  : vae-study resume {shlex.quote(str(outcome.study_dir))}")
+        lines.append(f"  resume with  : vae-study resume {where}")
+    print("\n".join(lines), flush=True)
     return code
+
+
+def relative(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it (shorter lines)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _resume(args: argparse.Namespace) -> int:
     from study.resume import resume_study
 
-    outcome = resume_study(args.study_dir, args.address, args.take_over, _command(), args.dashboard)
+    outcome = resume_study(args.study_dir, args.address, args.take_over, _command(), args.dashboard, _output(args))
     return _print_outcome(outcome.study_dir.name, outcome)
 
 

@@ -53,6 +53,7 @@ PLAN_FILE, META_FILE, HISTORY_FILE, RESULT_FILE = "trial_config.json", "trial.js
 ARTIFACTS_DIR, CHECKPOINT_DIR, SPILL_FILE = "artifacts", "checkpoint", "undelivered_tracking.jsonl"
 CHECKPOINT_STATE, CHECKPOINT_META = "state.pt", "trial.json"
 LOCK_FILE, STOP_FILE = "study.lock", "stop_requested"
+RUN_LOG, RAY_LOGS = "run.log", "ray-logs"
 
 
 class RecordError(ValueError):
@@ -326,6 +327,9 @@ class StudyFolder:
 
     lock_file = property(lambda self: self.root / LOCK_FILE)
     stop_file = property(lambda self: self.root / STOP_FILE)
+    #: The study's run log (what ``vae-study run`` printed) and a link to its local Ray's logs.
+    run_log = property(lambda self: self.root / RUN_LOG)
+    ray_logs = property(lambda self: self.root / RAY_LOGS)
 
     def is_used(self) -> bool:
         """Whether the folder holds anything but its lock (a study, or other files)."""
@@ -508,11 +512,6 @@ class StudyLock:
 def member_id(pack_id: str, index: int, size: int) -> str:
     """The trial id of member ``index`` of a pack: the pack's own id for a pack of one."""
     return pack_id if size == 1 else f"{pack_id}-m{index}"
-
-
-def member_name(pack_name: str, index: int, size: int) -> str:
-    """The MLflow run name of member ``index`` of a pack named ``pack_name`` (Tune's trial name)."""
-    return pack_name if size == 1 else f"{pack_name}-m{index}"
 
 
 # -- checkpoints --------------------------------------------------------------------------

@@ -29,8 +29,10 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 from study.folder import StudyFolder, StudyLock, TrialPlan, TrialRecord
+from study.naming import next_number
 from study.preflight import check_before_ray, check_storage, check_study_dir, check_tracking
-from study.runner import StudyOutcome, connect, finish_study, launch, ray_address
+from study.progress import RunLog
+from study.runner import Output, StudyOutcome, connect, finish_study, launch, ray_address
 from study.searchers import (
     MEMBERS,
     PACK_ID,
@@ -86,6 +88,7 @@ def resume_study(
     take_over: bool = False,
     command: str = "vae-study resume",
     dashboard: bool = False,
+    output: Output | None = None,
 ) -> StudyOutcome:
     """See the module docstring.  Claims the folder first (``take_over``: from a run that died);
     then every trial file is read and the preflight passes before anything changes."""
@@ -103,14 +106,14 @@ def resume_study(
         budget = len(grid) if grid is not None else max(0, spec.search.num_trials - started)
         if queued or budget:
             check_before_ray(spec, folder, ray_address(address) is None, "STUDY_DIR")
-            connect(spec, address, dashboard)
+            connect(spec, address, dashboard, output)
         else:  # nothing left to train: no Ray and no device, only the records and their stores
             check_study_dir(folder, "STUDY_DIR")
             check_storage(spec, folder)
             check_tracking(spec)
         folder.stop_file.unlink(missing_ok=True)  # left by the Ctrl+C that stopped it
         rebase_artifact_store(study_run, folder)
-        return _resume(spec, folder, study_run, ended, interrupted, queued, grid, address)
+        return _resume(spec, folder, study_run, ended, interrupted, queued, grid, address, output or Output())
 
 
 def _remaining_grid(
@@ -130,6 +133,7 @@ def _resume(
     queued: list[dict],
     grid: list[dict[str, Any]] | None,
     address: str | None,
+    output: Output,
 ) -> StudyOutcome:
     if grid is not None:
         source: GridSource | OptunaSource = GridSource(grid)
@@ -150,5 +154,13 @@ def _resume(
     client.set_tag(study_run.parent_run_id, "study_dir", str(folder.root))
     if not queued and not budget:
         return finish_study(spec, folder, study_run, "FINISHED")
-    searcher = PackSearcher(source, spec.pack_size(), queued)
-    return launch(spec, folder, study_run, searcher, len(queued) + budget, address, _next_experiment())
+    # New trials and packs are numbered on from the highest id in the folder.
+    plans = [*(p for p, _ in ended if p is not None), *interrupted]
+    first_trial = next_number([record.trial_id for _, record in ended] + [p.trial_id for p in interrupted])
+    first_pack = next_number([p.pack_id for p in plans], prefix="p")
+    searcher = PackSearcher(source, spec.pack_size(), queued, first_trial, first_pack)
+    total = len(ended) + len(interrupted) + budget
+    run_log = RunLog(folder, spec, total, [record for _, record in ended], every=output.every, quiet=output.quiet)
+    return launch(
+        spec, folder, study_run, searcher, len(queued) + budget, address, _next_experiment(), run_log, output
+    )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.fs
 import ray
 import yaml
@@ -27,21 +28,25 @@ from ray._private import ray_constants
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
 from ray.tune.search import ConcurrencyLimiter
 
+from analysis.pareto import front_mask, hypervolume_of
 from analysis.plots import plot_pareto
 from analysis.report import write_report
 from analysis.results import load_results
 from study.export import export_results
-from study.folder import FolderInUse, StudyFolder, StudyLock, TrialRecord, TrialStatus, member_name
+from study.folder import FolderInUse, StudyFolder, StudyLock, TrialRecord, TrialStatus
 from study.interrupt import StudyInterrupt
+from study.naming import trial_label
 from study.preflight import PreflightError, check_before_ray, check_cluster
-from study.searchers import GridSource, OptunaSource, PackSearcher, optuna_study, pack_plans
-from study.space import grid_points, make_storage
+from study.progress import RunLog
+from study.searchers import PACK_ID, GridSource, OptunaSource, PackSearcher, optuna_study, pack_plans
+from study.space import grid_points, make_storage, storage_url
 from study.spec import SpecError, StudySpec
 from study.tracking import (
     FAIL_FAST_HTTP_ENV,
     StudyRun,
     close_study_run,
     default_tracking_uri,
+    dotted,
     log_params_and_tags,
     open_study_run,
 )
@@ -80,14 +85,15 @@ class RecordUnended(tune.Callback):
                 continue
             if not member.plan_file.exists():  # crashed before it wrote its plan: resume must see it taken
                 member.write_plan(plan)
+            config = self.spec.point_train_config(plan.point)
             record = TrialRecord(
                 trial_id=plan.trial_id,
                 status=status,
-                trial_name=member_name(str(trial), plan.member, plan.pack_size),
+                trial_name=trial_label(plan.trial_id, config.variant, config.weights, config.seed),
                 failure_reason=reason,
                 variant=plan.point["variant"],
                 seed=plan.point["seed"],
-                params=flat_weights(self.spec.point_train_config(plan.point).weights),
+                params=flat_weights(config.weights),
                 steps=self.spec.training.steps,
                 mlflow_run_id=member.mlflow_run_id(),
                 finished_at=time.time(),
@@ -146,6 +152,16 @@ def make_scheduler(spec: StudySpec) -> tune.schedulers.TrialScheduler | None:
     )
 
 
+@dataclass(frozen=True)
+class Output:
+    """How much a study prints: the run log (default), only failures and the summary
+    (``quiet``), or also Ray's own output (``verbose``); progress at most every ``every`` s."""
+
+    quiet: bool = False
+    verbose: bool = False
+    every: float = 30.0
+
+
 @dataclass
 class StudyOutcome:
     study_dir: Path
@@ -186,7 +202,7 @@ def ray_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
-def init_ray(address: str | None, dashboard: bool = False) -> None:
+def init_ray(address: str | None, dashboard: bool = False, output: Output | None = None) -> None:
     """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray in-process.
 
     A local Ray is closed to the network: its node address is the loopback, so the GCS,
@@ -201,7 +217,16 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
         return
     address = ray_address(address)
     env = {**WORKER_ENV, **{k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}}
-    options: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": logging.WARNING}
+    verbose = output is not None and output.verbose
+    options: dict[str, Any] = {
+        "runtime_env": {"env_vars": env},
+        "logging_level": logging.INFO if verbose else logging.ERROR,
+        # The trials' own output stays in Ray's logs (linked from the study folder) unless --verbose.
+        "log_to_driver": verbose,
+    }
+    if not verbose:
+        for name in ("ray", "ray.tune", "ray.train", "mlflow"):
+            logging.getLogger(name).setLevel(logging.ERROR if name.startswith("ray") else logging.WARNING)
     if not address:
         os.environ[LOOPBACK_ENV] = "0"  # inherited by the GCS, raylet and workers this driver starts
         ray_constants.ENABLE_RAY_CLUSTER = False  # the constant was read when ray was imported
@@ -215,6 +240,19 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
             raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PreflightError(f"--address: cannot connect to the Ray cluster at {address} ({first})") from None
+
+
+def link_ray_logs(folder: StudyFolder, address: str | None) -> None:
+    """``ray-logs`` in the study folder: a link to the local Ray's logs (the trials' own output,
+    Ray's components), which the run log leaves out.  A cluster keeps its logs on its nodes."""
+    if ray_address(address) is not None:
+        return
+    try:
+        logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())
+        folder.ray_logs.unlink(missing_ok=True)
+        folder.ray_logs.symlink_to(logs, target_is_directory=True)
+    except (AttributeError, OSError) as error:
+        log.info("no link to Ray's logs: %s", error)
 
 
 def storage_options(spec: StudySpec, study_dir: Path) -> dict[str, Any]:
@@ -233,9 +271,9 @@ def storage_options(spec: StudySpec, study_dir: Path) -> dict[str, Any]:
     return {"storage_path": path}
 
 
-def connect(spec: StudySpec, address: str | None, dashboard: bool) -> None:
+def connect(spec: StudySpec, address: str | None, dashboard: bool, output: Output | None = None) -> None:
     """The last of the preflight (``study.preflight``): connect to Ray, then check the cluster."""
-    init_ray(address, dashboard)
+    init_ray(address, dashboard, output)
     note = check_cluster(spec)
     if note:
         print(f"note: {note}", file=sys.stderr)
@@ -248,6 +286,7 @@ def run_study(
     spec_text: str | None = None,
     command: str = "vae-study run",
     dashboard: bool = False,
+    output: Output | None = None,
 ) -> StudyOutcome:
     """Run ``spec`` to completion in ``study_dir``; see the module docstring.
 
@@ -261,16 +300,18 @@ def run_study(
     try:
         refuse_used_study_dir(folder, claimed=True)  # another run may have used it since the first check
         try:
-            connect(spec, address, dashboard)
+            connect(spec, address, dashboard, output)
         except BaseException:
             lock.withdraw()  # refused: leave nothing behind
             raise
-        return _start_study(spec, folder, address, spec_text)
+        return _start_study(spec, folder, address, spec_text, output or Output())
     finally:
         lock.release()
 
 
-def _start_study(spec: StudySpec, folder: StudyFolder, address: str | None, spec_text: str | None) -> StudyOutcome:
+def _start_study(
+    spec: StudySpec, folder: StudyFolder, address: str | None, spec_text: str | None, output: Output
+) -> StudyOutcome:
     folder.spec_yaml.write_text(
         spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     )
@@ -292,6 +333,7 @@ def _start_study(spec: StudySpec, folder: StudyFolder, address: str | None, spec
             "study_dir": str(folder.root),  # where it runs now; a resume of a moved folder updates it
         },
         spec_file=folder.spec_yaml,
+        params=dotted(spec.model_dump(mode="json")),
     )
     study_run.save(folder)
 
@@ -301,9 +343,10 @@ def _start_study(spec: StudySpec, folder: StudyFolder, address: str | None, spec
     else:
         budget = spec.search.num_trials
         study = optuna_study(spec, make_storage(spec, folder.root))
-        source = OptunaSource(spec, study, budget, persistent=spec.search.storage is not None)
+        source = OptunaSource(spec, study, budget, persistent=storage_url(spec, folder.root) is not None)
     searcher = PackSearcher(source, spec.pack_size())
-    return launch(spec, folder, study_run, searcher, budget, address, folder.ray.name)
+    run_log = RunLog(folder, spec, budget, every=output.every, quiet=output.quiet)
+    return launch(spec, folder, study_run, searcher, budget, address, folder.ray.name, run_log, output)
 
 
 def launch(
@@ -314,8 +357,11 @@ def launch(
     num_packs: int,
     address: str | None,
     experiment: str,
+    run_log: RunLog,
+    output: Output,
 ) -> StudyOutcome:
-    """Run the packs ``searcher`` suggests (at most ``num_packs``) with Tune, then :func:`finish_study`.
+    """Run the packs ``searcher`` suggests (at most ``num_packs``) with Tune, then :func:`finish_study`;
+    ``run_log`` prints the trials' events.
 
     Ctrl+C or SIGTERM stops the study gracefully (``study.interrupt``): the outcome is
     ``interrupted`` and the parent run KILLED; a second Ctrl+C raises ``KeyboardInterrupt``
@@ -343,7 +389,11 @@ def launch(
     # Tune's per-trial JSON, CSV and TensorBoard files: nothing reads them (the trial folders
     # hold every record), and they cost disk and time per trial.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    init_ray(address)
+    if not output.verbose:
+        # Tune's newer console output prints its configuration box even at verbose=0; the older one is silent.
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    init_ray(address, output=output)
+    link_ray_logs(folder, address)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune_config,
@@ -351,9 +401,11 @@ def launch(
             name=experiment,
             **storage_options(spec, folder.root),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-            callbacks=[RecordUnended(folder, spec, study_run.tracking_uri, interrupt), interrupt.callback],
+            # RecordUnended first: the run log reads the records it writes.
+            callbacks=[RecordUnended(folder, spec, study_run.tracking_uri, interrupt), interrupt.callback, run_log],
             stop=interrupt,
-            verbose=1,
+            # Tune's own status table and per-trial config tables only with --verbose: the run log says it all.
+            verbose=1 if output.verbose else 0,
         ),
     )
     with interrupt.installed():
@@ -366,12 +418,36 @@ def launch(
         interrupted = interrupt.requested.is_set()
         outcome = finish_study(spec, folder, study_run, "KILLED" if interrupted else "FINISHED")
     outcome.interrupted = interrupted
+    # Ray's shutdown lines come now, not after the closing summary.
+    ray.shutdown()
     return outcome
 
 
 def trial_dirname(trial: Any) -> str:
-    """Ray's folder of a trial: its id (Ray's default spells out the whole config)."""
-    return str(trial.trial_id)
+    """Ray's folder of a trial: its pack's id, ``t0005`` or ``p0002`` (Ray's default spells out the whole config)."""
+    return str((trial.config or {}).get(PACK_ID) or trial.trial_id)
+
+
+def study_summary(df: pd.DataFrame, spec: StudySpec) -> dict[str, float]:
+    """The parent run's metrics: trials by status (``trials_completed``, ``trials_failed``, ...),
+    ``front_size`` (completed trials no other dominates on the spec's objectives), the best
+    value of each objective (``best_<name>``) and, where every objective has a
+    ``reference``, the front's ``hypervolume`` against that point."""
+    summary = {f"trials_{status}": float(n) for status, n in df["status"].value_counts().items()} if len(df) else {}
+    pairs = [(o.name, o.mode) for o in spec.objectives]
+    done = df[df["status"] == "completed"] if len(df) else df
+    if not len(done) or any(name not in done.columns for name, _ in pairs):
+        return summary
+    summary["front_size"] = float(front_mask(done, pairs).sum())
+    for name, mode in pairs:
+        values = pd.to_numeric(done[name], errors="coerce")
+        best = values.min() if mode == "min" else values.max()
+        if pd.notna(best):
+            summary[f"best_{name}"] = float(best)
+    if all(o.reference is not None for o in spec.objectives):
+        reference = {o.name: float(o.reference) for o in spec.objectives}  # type: ignore[arg-type]
+        summary["hypervolume"] = float(hypervolume_of(done, pairs, reference))
+    return summary
 
 
 def finish_study(spec: StudySpec, folder: StudyFolder, study_run: StudyRun, status: str) -> StudyOutcome:
@@ -386,7 +462,7 @@ def finish_study(spec: StudySpec, folder: StudyFolder, study_run: StudyRun, stat
         pareto = plot_pareto(
             df, (x.name, x.mode), (y.name, y.mode), folder.pareto, title=f"{spec.name}: {x.name} vs {y.name}"
         )
-    summary = {f"trials_{k}": float(v) for k, v in counts.items()}
+    summary = study_summary(df, spec)
     report = None
     try:
         report = write_report(folder.root) if len(df) else None

@@ -2,10 +2,12 @@
 
 Every Ray trial trains a **pack**: a list of one or more members, each a trial of the
 study (its own folder, MLflow run, parquet row and, in Optuna studies, Optuna trial).
-A suggestion is ``{"pack_id": id or None, "members": [member, ...]}`` and a member is
-``{"point": {...}, "optuna": {...}}`` (``point``: ``variant``, ``seed`` and
-``<weight>.<param>`` values; ``optuna``: its Optuna trial's ``number``, ``params`` and
-``distributions``), with ``trial_id`` when a resumed study re-runs it under its own id.
+A suggestion is ``{"pack_id": id, "members": [member, ...]}`` and a member is
+``{"trial_id": id, "point": {...}, "optuna": {...}}`` (``point``: ``variant``, ``seed``
+and ``<weight>.<param>`` values; ``optuna``: its Optuna trial's ``number``, ``params``
+and ``distributions``).  Ids are short and numbered in the order members are asked for
+(``t0005``; a pack of several ``p0002``: ``study.naming``); a resumed study re-runs an
+interrupted pack under its own ids and numbers new ones on from the highest.
 
 :class:`PackSearcher` is the study's one Tune searcher.  It suggests queued packs
 first (the interrupted packs of a resumed study, as they were), then asks its source
@@ -28,6 +30,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from study import naming
 from study.folder import TrialPlan, TrialStatus, member_id
 from study.interrupt import StopSwitch
 from study.space import DefineByRun, make_sampler, strip_variant_prefix
@@ -214,10 +217,19 @@ def _variant(member: Mapping[str, Any]) -> str:
 class PackSearcher(Searcher):
     """The study's Tune searcher; see the module docstring."""
 
-    def __init__(self, source: Source, size: int, queued: Iterable[Mapping[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        source: Source,
+        size: int,
+        queued: Iterable[Mapping[str, Any]] = (),
+        first_trial: int = 0,
+        first_pack: int = 0,
+    ) -> None:
         super().__init__(metric=None, mode=None)
         self.source, self.size = source, size
         self.queued = [dict(pack) for pack in queued]
+        #: The numbers the next new trial and pack get (``study.naming``); a resume goes on counting.
+        self.next_trial, self.next_pack = first_trial, first_pack
         self.waiting: dict[str, list[dict[str, Any]]] = {}  # asked, by variant, for a later pack
         self.live: dict[str, list[dict[str, Any]]] = {}  # Ray trial id -> its members
         self.outcomes: dict[str, dict[int, dict[str, Any]]] = {}  # Ray trial id -> member -> outcome
@@ -237,9 +249,19 @@ class PackSearcher(Searcher):
             members = self._next_members()
             if not members:
                 return Searcher.FINISHED
-            pack = {PACK_ID: None, MEMBERS: members}
+            pack = {PACK_ID: self._number(members), MEMBERS: members}
         self.live[trial_id] = pack[MEMBERS]
         return pack
+
+    def _number(self, members: list[dict[str, Any]]) -> str:
+        """Give each new member its trial id; returns the pack's id (a pack of one: its member's)."""
+        for member in members:
+            member["trial_id"] = naming.trial_id(self.next_trial)
+            self.next_trial += 1
+        if len(members) == 1:
+            return str(members[0]["trial_id"])
+        self.next_pack += 1
+        return naming.pack_id(self.next_pack - 1)
 
     def _next_members(self) -> list[dict[str, Any]]:
         variant = next(iter(self.waiting), None)
@@ -298,12 +320,14 @@ class PackSearcher(Searcher):
             "live": self.live,
             "outcomes": self.outcomes,
             "size": self.size,
+            "next": [self.next_trial, self.next_pack],
             "source": self.source.get_state(),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.queued, self.waiting, self.live = state["queued"], state["waiting"], state["live"]
         self.outcomes, self.size = state["outcomes"], state["size"]
+        self.next_trial, self.next_pack = state.get("next", (0, 0))
         self.source.set_state(state["source"])
 
     def save(self, checkpoint_path: str) -> None:

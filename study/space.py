@@ -113,6 +113,8 @@ def storage_url(spec: StudySpec, study_dir: Path) -> str | None:
     """The Optuna storage URL of a study (None: in memory)."""
     if spec.search.storage == "sqlite":
         return f"sqlite:///{StudyFolder(study_dir).optuna_db.resolve()}"
+    if spec.search.storage == "memory":
+        return None
     return spec.search.storage
 
 

@@ -171,8 +171,14 @@ class EvaluationSpec(EvalConfig):
 
 
 class ObjectiveSpec(_Model):
+    """An objective of the search: a held-out term or metric, minimised or maximised."""
+
     name: str
     mode: Literal["min", "max"]
+    #: This objective's coordinate of the hypervolume's reference point (a value worse than
+    #: any trial worth counting, e.g. ``recon`` 200 nats, ``mig`` 0).  With a reference for
+    #: every objective, the study's hypervolume is recorded on its MLflow parent run.
+    reference: float | None = None
 
 
 class EarlyStoppingSpec(_Model):
@@ -208,11 +214,12 @@ class SearchSpec(_Model):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     #: Retries of a trial that crashed (from its last checkpoint); divergence is not retried. At most 100.
     max_failures: int = Field(2, ge=0, le=100)
-    #: Where Optuna keeps the searcher's history: in the driver's memory (None, the
-    #: default), ``sqlite`` (``optuna.db`` in the study folder), or a database URL
-    #: (``sqlite:///...``, ``postgresql://user@host/db``; PostgreSQL needs the
-    #: ``postgres`` extra).  The Optuna study is named after the spec.
-    storage: str | None = None
+    #: Where Optuna keeps the searcher's history: ``sqlite`` (the default: ``optuna.db``
+    #: in the study folder, so ``optuna-dashboard sqlite:///<study>/optuna.db`` works), a
+    #: database URL (``sqlite:///...``, ``postgresql://user@host/db``; PostgreSQL needs
+    #: the ``postgres`` extra), or ``memory`` (the driver's memory only; a resume rebuilds
+    #: it from the trials' records).  The Optuna study is named after the spec.
+    storage: str | None = "sqlite"
     #: Stop unpromising trials early (single-objective studies; see EarlyStoppingSpec).
     early_stopping: EarlyStoppingSpec | None = None
 
@@ -476,8 +483,8 @@ def check_spec(spec: StudySpec) -> None:
     if spec.storage.endpoint is not None and not (ray_storage or "").startswith("s3://"):
         problems.append("storage.endpoint: only for an s3:// storage.path")
     storage = spec.search.storage
-    if storage is not None and storage != "sqlite" and "://" not in storage:
-        problems.append(f"search.storage: must be 'sqlite' or a database URL, got {storage!r}")
+    if storage is not None and storage not in ("sqlite", "memory") and "://" not in storage:
+        problems.append(f"search.storage: must be 'sqlite', 'memory' or a database URL, got {storage!r}")
     if problems:
         raise SpecError("\n".join(problems))
 

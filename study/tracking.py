@@ -55,9 +55,14 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
         yield items[start : start + size]
 
 
+def _param_value(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+
+
 def log_params_and_tags(client: MlflowClient, run_id: str, params: Mapping[str, Any], tags: Mapping[str, Any]) -> None:
     """Params and tags in batches of at most 100 entries together."""
-    entries: list[Param | RunTag] = [Param(k, str(v)) for k, v in params.items()]
+    entries: list[Param | RunTag] = [Param(k, _param_value(v)) for k, v in params.items()]
     entries += [RunTag(k, str(v)) for k, v in tags.items()]
     for chunk in _chunks(entries, MAX_PARAMS_TAGS_PER_BATCH):
         client.log_batch(
@@ -65,6 +70,26 @@ def log_params_and_tags(client: MlflowClient, run_id: str, params: Mapping[str, 
             params=[e for e in chunk if isinstance(e, Param)],
             tags=[e for e in chunk if isinstance(e, RunTag)],
         )
+
+
+def dotted(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings flattened to dotted keys, as MLflow params:
+    ``{"training": {"lr": 1e-3}}`` → ``{"training.lr": 1e-3}`` (lists and empty mappings stay whole)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(dotted(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+#: The experiment tag MLflow 3's UI reads to open an experiment on its runs table
+#: (without it, a new experiment opens on the GenAI "Traces" page).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+#: MLflow's limit on a param's value (longer values are cut, with a mark).
+MAX_PARAM_LENGTH = 6000
 
 
 @dataclass(frozen=True)
@@ -129,9 +154,15 @@ def rebase_artifact_store(study: StudyRun, folder: StudyFolder) -> None:
 
 
 def open_study_run(
-    tracking_uri: str, name: str, artifact_dir: Path, tags: Mapping[str, Any], spec_file: Path
+    tracking_uri: str,
+    name: str,
+    artifact_dir: Path,
+    tags: Mapping[str, Any],
+    spec_file: Path,
+    params: Mapping[str, Any] | None = None,
 ) -> StudyRun:
-    """Create (or reuse) the experiment ``name`` and start the study's parent run."""
+    """Create (or reuse) the experiment ``name`` (opening on its runs table in MLflow's UI) and
+    start the study's parent run, with the spec as ``params`` and as an artifact."""
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
@@ -142,7 +173,11 @@ def open_study_run(
         experiment_id = client.create_experiment(name, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
+    if experiment is None or EXPERIMENT_KIND[0] not in experiment.tags:
+        client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
     run = client.create_run(experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
+    if params:
+        log_params_and_tags(client, run.info.run_id, params, {})
     client.log_artifact(run.info.run_id, str(spec_file))
     return StudyRun(tracking_uri, experiment_id, run.info.run_id)
 

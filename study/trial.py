@@ -43,13 +43,13 @@ from study.folder import (
     TrialRecord,
     TrialStatus,
     checkpoint_step,
-    member_name,
     replace_dir,
     write_json_atomic,
 )
+from study.naming import trial_label
 from study.searchers import MEMBERS, member_outcome, pack_plans
 from study.spec import StudySpec
-from study.tracking import StudyRun, TrialTracker, find_trial_run
+from study.tracking import StudyRun, TrialTracker, dotted, find_trial_run
 from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.config import TrainConfig
 from trainers.members import train_members
@@ -57,6 +57,8 @@ from trainers.train import TrainingDiverged, TrainResult
 
 log = logging.getLogger(__name__)
 
+#: Prefix of the held-out terms' MLflow keys (``heldout/recon``); training terms have none.
+HELDOUT = "heldout"
 #: Seconds a checkpoint waits for the pack's metrics to reach MLflow.
 DRAIN_SECONDS = 10.0
 #: Seconds between two looks for the study's stop request (``study.interrupt``).
@@ -127,8 +129,8 @@ class PackReporter:
         if record.status.ended or tracker is None:
             return
         values = {**result.terms, **result.metrics}
-        # The held-out terms are the final point of each term's history.
-        tracker.log_terms(result.steps, values)
+        # Held-out terms under their own keys: the training charts keep only training values.
+        tracker.log_terms(result.steps, {**{f"{HELDOUT}/{k}": v for k, v in result.terms.items()}, **result.metrics})
         self.folders[member].append_history(result.steps, values, "heldout")
         folder = self.folders[member]
         browsed = [p for k, p in result.artifacts.items() if self.log_models or k not in FOLDER_ONLY_ARTIFACTS]
@@ -228,9 +230,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     folder = StudyFolder(context.study_dir)
     if folder.stop_file.exists():
         return  # started as the study was being stopped: the resume runs it
-    tune_context = tune.get_context()
-    trial_name = tune_context.get_trial_name()
-    plans = pack_plans(config, tune_context.get_trial_id())
+    plans = pack_plans(config, tune.get_context().get_trial_id())
     members = [folder.trial(plan.trial_id).create() for plan in plans]
     started_before = []
     for plan, member in zip(plans, members, strict=True):
@@ -261,7 +261,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         if run_id is None and started_before[k]:
             # Killed between opening its run and writing trial.json: find the run by its tag.
             run_id = find_trial_run(context.tracking, plan.trial_id)
-        name = member_name(trial_name, plan.member, plan.pack_size)
+        name = trial_label(plan.trial_id, train_config.variant, train_config.weights, train_config.seed)
         tracker, record = open_member_tracking(context, plan, name, train_config, member, run_id)
         trackers.append(tracker)
         records.append(record)
@@ -346,12 +346,7 @@ def open_member_tracking(
             "status": str(TrialStatus.RUNNING),
             **{f"{name}.schedule": cfg["schedule"] for name, cfg in train_config.weights.items()},
         },
-        params={
-            "variant": train_config.variant,
-            "seed": train_config.seed,
-            **{f"options.{k}": v for k, v in train_config.variant_options.items()},
-            **params,
-        },
+        params=config_params(train_config),
         run_id=run_id,
         flush_every=spec.tracking.flush_every,
         spill_file=member.spill_file,
@@ -373,6 +368,15 @@ def open_member_tracking(
         pack_size=plan.pack_size,
     )
     return tracker, record
+
+
+def config_params(config: TrainConfig) -> dict[str, Any]:
+    """Every resolved value of a trial's config as MLflow params: ``lr``, ``steps``,
+    ``latent_dim``, ``architecture``, ``precision``, ... by field name, nested sections
+    dotted (``eval.recon_points``, ``variant_options.groups``), and the weights as
+    ``<weight>.<param>`` (:func:`flat_weights`, the parquet's column names)."""
+    data = config.to_dict()
+    return {**flat_weights(data.pop("weights")), **dotted(data)}
 
 
 def flat_weights(weights: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

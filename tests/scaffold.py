@@ -220,8 +220,10 @@ def kill_study(driver: subprocess.Popen, study_dir: Path) -> None:
 
 def interrupted_runs(study_dir: Path, steps: int, packs: bool) -> dict[str, int]:
     """The checkpoint step of each Ray trial that has one and has not ended (packs: by pack id)."""
+    folder = StudyFolder(study_dir)
     ended = ended_trials(study_dir)
-    ended_runs = {t.rsplit("-m", 1)[0] for t in ended} if packs else set(ended)
+    plans = [folder.trial(t).read_plan() for t in ended]
+    ended_runs = {p.pack_id for p in plans if p is not None} if packs else set(ended)
     return {k: v for k, v in checkpoint_steps(study_dir).items() if k not in ended_runs and v < steps}
 
 

@@ -77,3 +77,16 @@ def test_the_exit_code_says_how_the_study_ended(tmp_path, capsys, counts, interr
     out = capsys.readouterr().out
     assert line in out
     assert ("resume with  : vae-study resume" in out) == interrupted
+
+
+def test_a_spec_whose_default_folder_holds_a_study_says_how_to_go_on(cli, make_spec, tmp_path):
+    spec = cli.write_spec(make_spec(name="again"))
+    folder = tmp_path / "studies" / "again"
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text("{}")
+    result = cli.call("run", spec)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "studies/again: this spec's study folder already holds the study 'again'" in result.stderr
+    assert "vae-study resume studies/again" in result.stderr
+    assert f"vae-study run {spec} --study-dir studies/again-2" in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["spec.json"]

@@ -1,5 +1,7 @@
 """The study's Optuna searcher against persistent storages (SQLite file, PostgreSQL)."""
 
+from pathlib import Path
+
 import optuna
 import pytest
 from ray.tune.search import Searcher
@@ -54,6 +56,10 @@ def test_searcher_history_persists_in_postgres(postgres_uri):
 
 
 def test_storage_must_be_sqlite_or_a_url():
-    with pytest.raises(SpecError, match=r"search\.storage: must be 'sqlite' or a database URL"):
+    with pytest.raises(SpecError, match=r"search\.storage: must be 'sqlite', 'memory' or a database URL"):
         parse_spec({**SPEC, "search": {"storage": "redis"}})
-    assert parse_spec(SPEC).search.storage is None  # in memory by default
+    # optuna.db in the study folder by default (optuna-dashboard reads it); memory only when asked.
+    spec = parse_spec(SPEC)
+    assert spec.search.storage == "sqlite"
+    assert storage_url(spec, Path("/studies/s")) == f"sqlite:///{Path('/studies/s/optuna.db').resolve()}"
+    assert storage_url(parse_spec({**SPEC, "search": {"storage": "memory"}}), Path("/s")) is None

@@ -45,6 +45,9 @@ def test_a_packed_optuna_study_resumes_its_packs_and_asks_the_rest_packed(cli):
         members = df[df["pack_id"] == pack_id]
         assert len(members) == 2 and (members["resumed_from_step"] >= step).all() and step > 0
     assert set(df["pack_id"]) - before, "the trials missing at the kill were asked for, packed"
+    # The resume numbered its new trials and packs on from the highest: no gap, no clash.
+    assert sorted(df["trial_id"]) == [f"t{i:04d}" for i in range(6)]
+    assert sorted(set(df["pack_id"])) == ["p0000", "p0001", "p0002"]
     check.one_finished_run_per_trial(df)
     check.optuna_matches_the_parquet(df)
     plans = [StudyFolder(study_dir).trial(t).read_plan() for t in df["trial_id"]]

@@ -70,13 +70,20 @@ def test_a_crashed_or_stopped_pack_tells_its_unreported_members_fail_or_pruned()
 def test_queued_packs_come_first_and_keep_their_ids():
     plans = [TrialPlan(f"old-m{k}", {"variant": "beta_vae", "seed": k}, "old", k, 2) for k in range(2)]
     queued = {"pack_id": "old", "members": [plan_member(p) for p in plans]}
-    searcher = PackSearcher(GridSource([{"variant": "beta_vae", "seed": 9}]), size=2, queued=[queued])
+    points = [{"variant": "beta_vae", "seed": s} for s in (9, 10, 11)]
+    searcher = PackSearcher(GridSource(points), size=2, queued=[queued], first_trial=7, first_pack=3)
     first = searcher.suggest("new-ray-id")
     assert [p.trial_id for p in pack_plans(first, "new-ray-id")] == ["old-m0", "old-m1"]
     assert {p.pack_id for p in pack_plans(first, "new-ray-id")} == {"old"}
+    # New members are numbered on from where the resume says; a pack of several gets its own number.
     second = searcher.suggest("other")
-    assert [(p.trial_id, p.point["seed"]) for p in pack_plans(second, "other")] == [("other", 9)]
-    assert searcher.suggest("third") == Searcher.FINISHED
+    assert [(p.trial_id, p.pack_id, p.point["seed"]) for p in pack_plans(second, "other")] == [
+        ("t0007", "p0003", 9),
+        ("t0008", "p0003", 10),
+    ]
+    third = searcher.suggest("third")  # the last point: a pack of one is its member
+    assert [(p.trial_id, p.pack_id) for p in pack_plans(third, "third")] == [("t0009", "t0009")]
+    assert searcher.suggest("fourth") == Searcher.FINISHED
 
 
 def test_state_round_trips_and_a_restored_searcher_continues():

@@ -5,6 +5,7 @@ trainer) and one pack of one (the plain loop), so every check below holds for bo
 """
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -21,16 +22,40 @@ from trainers.checkpoint import load_checkpoint
 pytestmark = pytest.mark.integration
 
 
+#: Hypervolume reference point of the tiny study's objectives (recon in nats, mig).
+REFERENCE = {"recon": 5000.0, "mig": -1.0}
+
+
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
-    return Cli(tmp_path_factory.mktemp("tiny")).study(tiny_spec(training={"pack_size": 2}))
+    objectives = [{"name": n, "mode": m, "reference": REFERENCE[n]} for n, m in (("recon", "min"), ("mig", "max"))]
+    spec = tiny_spec(training={"pack_size": 2}, objectives=objectives)
+    return Cli(tmp_path_factory.mktemp("tiny")).study(spec, "--progress-every", 0.5)
 
 
-def test_run_prints_where_the_results_are(tiny_study):
+def test_the_run_log_is_one_line_per_event_and_ends_with_the_summary(tiny_study):
     proc, study_dir = tiny_study
-    assert "3 completed" in proc.stdout
-    assert f"mlflow ui --backend-store-uri sqlite:///{study_dir}/mlflow.db" in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 160
+    assert "Traceback" not in proc.stdout + proc.stderr and "Exception ignored" not in proc.stdout + proc.stderr
+    # Ray's own status tables and per-trial config dumps are off.
+    assert "Trial status" not in proc.stdout and "Configuration for experiment" not in proc.stdout
+    df = load_results(study_dir)
+    assert sum(" started  " in line for line in lines) == 2  # a pack of two and a pack of one
+    for name in df["trial_name"]:
+        assert any(f" finished {name} in " in line for line in lines), name
+    headers = [line for line in lines if re.search(r"\[\d/3 done, \d running, 0 failed\] front \d", line)]
+    assert any("[3/3 done, 0 running, 0 failed]" in line for line in headers)
+    assert any(" · ETA " in line for line in headers) and any(" step " in line for line in headers)
+    # The summary comes last and says where everything is, relative to where the study was run.
+    summary = lines[lines.index("Study 'tiny' done: 3 completed.") :]
+    assert "  report       : study/report.html" in summary
+    browse = "  browse runs  : mlflow ui --backend-store-uri sqlite:///study/mlflow.db (then http://127.0.0.1:5000)"
+    assert browse in summary
+    assert summary[-1] == "  status       : vae-study status study"
     assert (study_dir / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (study_dir / "run.log").read_text().splitlines() == [line for line in lines if line[:2].isdigit()]
+    assert (study_dir / "ray-logs").is_dir()  # Ray's own logs, out of the run log
 
 
 def test_results_parquet_has_one_row_per_trial(tiny_study):
@@ -43,7 +68,10 @@ def test_results_parquet_has_one_row_per_trial(tiny_study):
     assert df[terms].notna().all().all()
     assert set(df["seed"]) <= {0, 1}
     assert set(df["beta.schedule"]) <= {"constant", "linear"}
-    assert df.attrs["objectives"] == [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}]
+    assert df.attrs["objectives"] == [
+        {"name": "recon", "mode": "min", "reference": REFERENCE["recon"]},
+        {"name": "mig", "mode": "max", "reference": REFERENCE["mig"]},
+    ]
     # The decomposition sums to the single-sample KL, which is close to the analytic KL.
     decomposed = df["index_code_mi"] + df["total_correlation"] + df["dimwise_kl"]
     assert (decomposed - df["kl"]).abs().max() < 0.5 + 0.2 * df["kl"].max()
@@ -60,20 +88,41 @@ def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
     parent = runs.parent
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["search_algorithm"] == "optuna-tpe"
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on the runs table
+    # The parent carries the spec as params and the study's summary as metrics.
+    assert parent.data.params["training.steps"] == "20" and parent.data.params["model.latent_dim"] == "4"
+    df = load_results(study_dir)
+    summary = parent.data.metrics
+    assert summary["trials_completed"] == 3 and summary["front_size"] == df["on_front"].sum()
+    assert summary["best_recon"] == pytest.approx(df["recon"].min())
+    assert summary["best_mig"] == pytest.approx(df["mig"].max())
+    # Two objectives: the area the front dominates up to the reference, by a sweep written out here.
+    front = sorted(zip(df["recon"], df["mig"], strict=True))
+    area, best_mig = 0.0, REFERENCE["mig"]
+    for (recon, mig), next_recon in zip(front, [*(r for r, _ in front[1:]), REFERENCE["recon"]], strict=True):
+        best_mig = max(best_mig, mig)
+        area += (next_recon - recon) * (best_mig - REFERENCE["mig"])
+    assert summary["hypervolume"] == pytest.approx(area)
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
         "spec.yaml",
         "results.parquet",
         "pareto.png",
         "report.html",
     }
-    df = load_results(study_dir)
     assert {c.info.run_id for c in children} == set(df["mlflow_run_id"])
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.info.status == "FINISHED" and child.data.tags["status"] == "completed"
-        assert child.data.params["variant"] == "beta_vae" and "beta.schedule" in child.data.params
-        history = client.get_metric_history(child.info.run_id, "recon")
-        assert [m.step for m in history] == [5, 10, 15, 20, 20]  # every log, then the held-out value
+        params = child.data.params
+        assert params["variant"] == "beta_vae" and "beta.schedule" in params
+        assert (params["lr"], params["steps"], params["latent_dim"], params["batch_size"]) == ("0.001", "20", "4", "16")
+        assert {"kernels", "precision", "eval.recon_points", "decoder", "dataset"} <= set(params)
+        # A readable name: id, variant, weight, seed.
+        assert re.fullmatch(r"t\d{4}-beta_vae-beta=[\w.()]+-s[01]", child.info.run_name), child.info.run_name
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "recon")] == [5, 10, 15, 20]
+        heldout = client.get_metric_history(child.info.run_id, "heldout/recon")  # its own key
+        assert [m.step for m in heldout] == [20]
         # The final model and the codes stay in the trial folder, once; the run's tag names the model.
         assert {a.path for a in client.list_artifacts(child.info.run_id)} == {
             "reconstructions.png",
@@ -84,8 +133,9 @@ def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
         trial_id = child.data.tags["trial_id"]
         assert child.data.tags["model"] == f"trials/{trial_id}/artifacts/model.pt"
         row = df[df["mlflow_run_id"] == child.info.run_id].iloc[0]
+        assert child.info.run_name == row["trial_name"]
         assert child.data.metrics["mig"] == pytest.approx(row["mig"])
-        assert child.data.metrics["recon"] == pytest.approx(row["recon"])
+        assert child.data.metrics["heldout/recon"] == pytest.approx(row["recon"])
 
 
 def test_history_parquet_holds_every_logged_term(tiny_study):
@@ -114,10 +164,11 @@ def test_trials_are_packed_and_each_member_is_its_own_trial(tiny_study):
     df = load_results(study_dir)
     packs = df.groupby("pack_id")["trial_id"].apply(sorted).to_dict()
     assert sorted(len(members) for members in packs.values()) == [1, 2]
+    # Short ids in the order asked: a pack of two (p0000: t0000, t0001), then a pack of one (t0002, its own id).
+    assert packs == {"p0000": ["t0000", "t0001"], "t0002": ["t0002"]}
     for pack_id, members in packs.items():
-        # A pack of one is an ordinary trial (its own id); members of a larger pack are <pack>-m<k>.
-        assert members == ([pack_id] if len(members) == 1 else [f"{pack_id}-m0", f"{pack_id}-m1"])
         assert (df.loc[df["pack_id"] == pack_id, "pack_size"] == len(members)).all()
+    assert sorted(p.name for p in (study_dir / "ray").iterdir() if p.is_dir()) == ["p0000", "t0002"]  # Ray's folders
     assert len({round(v, 4) for v in df["recon"]}) == 3  # three trainings, not one thrice
 
 
