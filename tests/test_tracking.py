@@ -1,8 +1,11 @@
 """TrialTracker against a real MLflow SQLite store, and against a server that is not there."""
 
+import contextlib
 import json
+import sqlite3
 import time
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -14,6 +17,7 @@ from study.tracking import (
     TrialTracker,
     open_study_run,
     spilled_metric_count,
+    store_template,
 )
 
 
@@ -92,3 +96,35 @@ def test_study_run_carries_the_spec(study):
     client = MlflowClient(study.tracking_uri)
     assert [a.path for a in client.list_artifacts(study.parent_run_id)] == ["spec.yaml"]
     assert isinstance(study, StudyRun)
+
+
+def _schema(db):
+    """Tables, indexes and their definitions (clauses as a set: MLflow's migrations do not
+    order constraints the same way twice), and the schema version."""
+    with contextlib.closing(sqlite3.connect(db)) as store:
+        rows = store.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
+        version = store.execute("SELECT version_num FROM alembic_version").fetchall()
+    clauses = set()
+    for kind, name, sql in rows:
+        clauses.add((kind, name, frozenset(line.strip().rstrip(",") for line in (sql or "").splitlines())))
+    return clauses, version
+
+
+def test_a_new_study_store_is_a_copy_of_the_store_mlflow_migrates(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\n")
+    first, second = (tmp_path / name for name in ("a", "b"))
+    for folder in (first, second):
+        folder.mkdir()
+        study = open_study_run(f"sqlite:///{folder / 'mlflow.db'}", "t", folder / "art", {}, spec)
+        client = MlflowClient(study.tracking_uri)
+        assert client.get_run(study.parent_run_id).info.experiment_id == study.experiment_id
+        # The Default experiment keeps its artifacts in the study folder, not in the working directory.
+        assert client.get_experiment("0").artifact_location == str(folder / "art" / "0")
+    template = store_template()
+    assert template == tmp_path / "cache" / "vae-study" / f"mlflow-{mlflow.__version__}.db"
+    # The template is exactly what MLflow's own migrations build in a store it creates.
+    MlflowClient(f"sqlite:///{tmp_path / 'migrated.db'}").search_experiments()
+    assert _schema(template) == _schema(tmp_path / "migrated.db")
+    assert _schema(second / "mlflow.db") == _schema(tmp_path / "migrated.db")
