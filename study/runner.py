@@ -386,9 +386,9 @@ def launch(
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # Ctrl+C is the study's (study.interrupt), not Tune's: Tune's would end the study as finished.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    # Tune's per-trial JSON, CSV and TensorBoard files: nothing reads them (the trial folders
-    # hold every record), and they cost disk and time per trial.
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # Tune's per-trial JSON, CSV and TensorBoard files: nothing here reads them (the trial folders
+    # hold every record), and they cost disk and time per trial; only where the spec asks.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0" if spec.tracking.tune_loggers else "1"
     if not output.verbose:
         # Tune's newer console output prints its configuration box even at verbose=0; the older one is silent.
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"

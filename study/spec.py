@@ -264,6 +264,10 @@ class TrackingSpec(_Model):
     #: trial folder keeps the one copy (``trials/<id>/artifacts/``; the run's ``model`` tag
     #: names it) and MLflow gets the pictures, config and metrics.
     log_models: bool = False
+    #: Also let Ray Tune write its own per-trial logs (``result.json``, ``progress.csv``,
+    #: TensorBoard event files) under ``ray/``: one point per checkpoint, in Ray's layout.
+    #: Off: the trial folders, the parquet and MLflow hold every term.
+    tune_loggers: bool = False
 
 
 class StudySpec(_Model):

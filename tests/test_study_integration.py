@@ -56,6 +56,7 @@ def test_the_run_log_is_one_line_per_event_and_ends_with_the_summary(tiny_study)
     assert (study_dir / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (study_dir / "run.log").read_text().splitlines() == [line for line in lines if line[:2].isdigit()]
     assert (study_dir / "ray-logs").is_dir()  # Ray's own logs, out of the run log
+    assert not list((study_dir / "ray").rglob("progress.csv"))  # Tune's per-trial loggers: off unless asked
 
 
 def test_results_parquet_has_one_row_per_trial(tiny_study):
@@ -232,9 +233,11 @@ def test_a_grid_over_variants_runs_every_combination(cli):
         variants={"beta_tcvae": {"weights": {"beta": [2, 6]}}, "factor_vae": {"weights": {"gamma": [10]}}},
         seeds=[3, 4],
         search={"mode": "grid", "max_concurrent": 2, "storage": None},
+        tracking={"tune_loggers": True},
     )
     proc, study_dir = cli.study(spec)
     assert "6 completed" in proc.stdout
+    assert list((study_dir / "ray").glob("*/progress.csv"))  # Tune's own logs, asked for
     df = load_results(study_dir)
     assert sorted(
         zip(df["variant"], df["beta.value"].fillna(0), df["gamma.value"].fillna(0), df["seed"], strict=True)
