@@ -158,12 +158,15 @@ def _print_outcome(name: str, outcome: StudyOutcome) -> int:
         lines.append(f"  report       : {relative(folder.report)}")
     if outcome.pareto:
         lines.append(f"  pareto front : {relative(outcome.pareto)}")
+    # MLflow 3's UI opens experiments as GenAI or model training per browser; this address asks for the runs table.
+    runs_page = f"/#/experiments/{outcome.experiment_id}?workflowType=machine_learning" if outcome.experiment_id else ""
     if outcome.tracking_uri.startswith(("http://", "https://")):
-        lines.append(f"  browse runs  : {outcome.tracking_uri}")
+        lines.append(f"  browse runs  : {outcome.tracking_uri.rstrip('/')}{runs_page}")
     else:
         store = outcome.tracking_uri.removeprefix("sqlite:///")
         uri = f"sqlite:///{relative(Path(store))}" if outcome.tracking_uri.startswith("sqlite:///") else store
-        lines.append(f"  browse runs  : mlflow ui --backend-store-uri {uri} (then http://127.0.0.1:5000)")
+        lines.append(f"  browse runs  : mlflow ui --backend-store-uri {uri}")
+        lines.append(f"                 then http://127.0.0.1:5000{runs_page}")
     if code == ExitCode.TRIALS_ERRORED:
         lines.append(f"  errors       : failure_reason in {outcome.results.name}, or vae-study status {where}")
     lines.append(f"  status       : vae-study status {where}")

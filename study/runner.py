@@ -171,6 +171,8 @@ class StudyOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     #: Stopped by Ctrl+C (or SIGTERM) before every trial ended; resumable.
     interrupted: bool = False
+    #: The study's MLflow experiment (for the address that opens its runs table).
+    experiment_id: str | None = None
 
 
 def refuse_used_study_dir(folder: StudyFolder, claimed: bool = False) -> None:
@@ -470,5 +472,10 @@ def finish_study(spec: StudySpec, folder: StudyFolder, study_run: StudyRun, stat
         log.warning("report.html could not be written: %s", error)
     close_study_run(study_run, [p for p in (results, pareto, report) if p], summary, status)
     return StudyOutcome(
-        folder.root, study_run.tracking_uri, results, pareto, {str(k): int(v) for k, v in counts.items()}
+        folder.root,
+        study_run.tracking_uri,
+        results,
+        pareto,
+        {str(k): int(v) for k, v in counts.items()},
+        experiment_id=study_run.experiment_id,
     )

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from scaffold import Cli, StudyRuns, free_port, tiny_spec
+from scaffold import CHROMIUM_FLAGS, Cli, StudyRuns, chromium_path, free_port, tiny_spec
 
 # Tests run on the CPU with few threads: the suite must fit 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -146,3 +146,23 @@ def make_spec():
 def mlflow_runs():
     """The MLflow recorder: ``mlflow_runs(study_dir)`` gives a study's parent and nested runs."""
     return StudyRuns.of
+
+
+@pytest.fixture()
+def browser():
+    """A headless Chromium (Playwright driving Debian's chromium); skips without one, or fails
+    where VAE_STUDY_REQUIRE_BROWSER=1 (CI)."""
+    path = chromium_path()
+    if path is None:
+        message = "needs Debian's chromium (apt-get install chromium) and playwright (pip install '.[dev]')"
+        if os.environ.get("VAE_STUDY_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()

@@ -8,6 +8,7 @@ import copy
 import io
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -280,3 +281,18 @@ class ResumeCheck:
         assert states.count(TrialState.COMPLETE) == len(df) and TrialState.RUNNING not in states
         told = sorted(tuple(t.values) for t in study.get_trials() if t.state == TrialState.COMPLETE)
         assert told == sorted(zip(df["recon"], df["mig"], strict=True))
+
+
+#: Headless Chromium in a container: no sandbox, GPU, shared memory or background traffic.
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--no-first-run"]  # fmt: skip
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium for Playwright (no browser download; ``VAE_STUDY_CHROMIUM`` overrides),
+    or None where it or Playwright is missing."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return None
+    return os.environ.get("VAE_STUDY_CHROMIUM") or shutil.which("chromium")

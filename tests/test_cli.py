@@ -79,7 +79,8 @@ def test_the_exit_code_says_how_the_study_ended(tmp_path, capsys, counts, interr
     assert ("resume with  : vae-study resume" in out) == interrupted
 
 
-def test_a_spec_whose_default_folder_holds_a_study_says_how_to_go_on(cli, make_spec, tmp_path):
+def test_a_spec_whose_default_folder_holds_a_study_says_how_to_go_on(cli, make_spec, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # studies/<name> is relative to where the command runs
     spec = cli.write_spec(make_spec(name="again"))
     folder = tmp_path / "studies" / "again"
     folder.mkdir(parents=True)

@@ -1,7 +1,5 @@
 """A study tracked by a real ``mlflow server`` process on a free loopback port."""
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -49,7 +47,8 @@ def test_a_study_logs_runs_histories_and_artifacts_to_a_tracking_server(served_s
     assert {c.info.run_id for c in children} == set(df["mlflow_run_id"])
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
-        assert [m.step for m in client.get_metric_history(child.info.run_id, "kl")] == [5, 10, 15, 20, 20]
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "kl")] == [5, 10, 15, 20]
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "heldout/kl")] == [20]
         names = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"model.pt", "traversals.gif", "metrics.json"} <= names
         local = client.download_artifacts(child.info.run_id, "metrics.json", str(tmp_path))
@@ -59,55 +58,33 @@ def test_a_study_logs_runs_histories_and_artifacts_to_a_tracking_server(served_s
         )
 
 
-def _chromium() -> str:
-    """Debian's chromium for Playwright (no browser download); skip, or fail in CI, without it."""
-    required = os.environ.get("VAE_STUDY_REQUIRE_BROWSER") == "1"
-    path = os.environ.get("VAE_STUDY_CHROMIUM") or shutil.which("chromium")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        path = None
-    if path is None:
-        message = "needs Debian's chromium (apt-get install chromium) and playwright (pip install '.[dev]')"
-        if required:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def test_the_mlflow_ui_shows_the_study_its_trials_and_term_charts(served_study, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    chromium = _chromium()
+def test_the_mlflow_ui_shows_the_study_its_trials_and_term_charts(served_study, browser, tmp_path):
     url, _ = served_study
     experiment, (parent,), children = _runs(url)
-    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--disable-background-networking", "--no-first-run"]  # fmt: skip
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=flags)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs")
-            parent_link = page.locator(f'a[href$="/runs/{parent.info.run_id}"]')
-            parent_link.wait_for(timeout=60_000)
-            assert parent_link.inner_text() == "served"
-            page.get_by_text("3 matching runs").wait_for(timeout=10_000)
-            # Trials are nested under the study's run: hidden until it is expanded.
-            child_links = [page.locator(f'a[href$="/runs/{c.info.run_id}"]') for c in children]
-            assert all(link.count() == 0 for link in child_links)
-            page.locator(".ag-row").filter(has=parent_link).locator("button").first.click()
-            for link, child in zip(child_links, children, strict=True):
-                link.wait_for(timeout=10_000)
-                assert link.inner_text() == child.info.run_name
-            page.screenshot(path=str(tmp_path / "runs.png"))
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    # The address the run prints opens the experiment on its runs table, not on GenAI traces.
+    page.goto(f"{url}/#/experiments/{experiment.experiment_id}?workflowType=machine_learning")
+    parent_link = page.locator(f'a[href$="/runs/{parent.info.run_id}"]')
+    parent_link.wait_for(timeout=60_000)
+    assert parent_link.inner_text() == "served"
+    page.get_by_text("3 matching runs").wait_for(timeout=10_000)
+    # Trials are nested under the study's run: hidden until it is expanded.
+    child_links = [page.locator(f'a[href$="/runs/{c.info.run_id}"]') for c in children]
+    assert all(link.count() == 0 for link in child_links)
+    page.locator(".ag-row").filter(has=parent_link).locator("button").first.click()
+    for link, child in zip(child_links, children, strict=True):
+        link.wait_for(timeout=10_000)
+        assert link.inner_text() == child.info.run_name
+    page.screenshot(path=str(tmp_path / "runs.png"))
 
-            # A trial's metric charts: one per term, plotted from its history.
-            child = children[0]
-            page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}/model-metrics")
-            for term in ("kl", "recon", "index_code_mi"):
-                page.get_by_text(f"{child.info.run_name} ({term})", exact=True).first.wait_for(timeout=60_000)
-            page.screenshot(path=str(tmp_path / "trial-metrics.png"), full_page=True)
-        finally:
-            browser.close()
+    # A trial's metric charts: one per training term, plotted from its history, and the held-out
+    # values in a section of their own (their heldout/ keys).
+    child = children[0]
+    page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}/model-metrics")
+    page.get_by_text("heldout", exact=True).first.wait_for(timeout=60_000)
+    page.get_by_text("Model metrics", exact=True).first.wait_for(timeout=10_000)
+    for term in ("kl", "recon", "index_code_mi"):
+        page.get_by_text(term, exact=True).first.wait_for(timeout=10_000)
+    page.screenshot(path=str(tmp_path / "trial-metrics.png"), full_page=True)
     for name in ("runs.png", "trial-metrics.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from scaffold import Cli, StudyRuns, tiny_spec
 
 from analysis import load_results
+from analysis.pareto import front_mask
 from study.folder import StudyFolder
 from trainers.checkpoint import load_checkpoint
 
@@ -29,7 +30,7 @@ REFERENCE = {"recon": 5000.0, "mig": -1.0}
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
     objectives = [{"name": n, "mode": m, "reference": REFERENCE[n]} for n, m in (("recon", "min"), ("mig", "max"))]
-    spec = tiny_spec(training={"pack_size": 2}, objectives=objectives)
+    spec = tiny_spec(training={"pack_size": 2}, objectives=objectives, evaluation={"metrics": ["mig", "active_units"]})
     return Cli(tmp_path_factory.mktemp("tiny")).study(spec, "--progress-every", 0.5)
 
 
@@ -50,8 +51,10 @@ def test_the_run_log_is_one_line_per_event_and_ends_with_the_summary(tiny_study)
     # The summary comes last and says where everything is, relative to where the study was run.
     summary = lines[lines.index("Study 'tiny' done: 3 completed.") :]
     assert "  report       : study/report.html" in summary
-    browse = "  browse runs  : mlflow ui --backend-store-uri sqlite:///study/mlflow.db (then http://127.0.0.1:5000)"
-    assert browse in summary
+    assert "  browse runs  : mlflow ui --backend-store-uri sqlite:///study/mlflow.db" in summary
+    experiment = StudyRuns.of(study_dir).parent.info.experiment_id
+    runs_page = f"http://127.0.0.1:5000/#/experiments/{experiment}?workflowType=machine_learning"  # the runs table
+    assert f"                 then {runs_page}" in summary
     assert summary[-1] == "  status       : vae-study status study"
     assert (study_dir / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (study_dir / "run.log").read_text().splitlines() == [line for line in lines if line[:2].isdigit()]
@@ -259,3 +262,49 @@ def test_a_grid_over_variants_runs_every_combination(cli):
     runs = StudyRuns.of(study_dir)
     assert runs.parent.data.tags["search_algorithm"] == "grid" and len(runs.children) == 6
     assert "report.html" in runs.artifacts(runs.parent)
+
+
+def test_the_parquet_has_typed_columns_on_front_and_optuna_numbers(tiny_study):
+    _, study_dir = tiny_study
+    df = load_results(study_dir)
+    assert df.attrs["schema_version"] == 2 and len(df) == 3
+    assert str(df["optuna_number"].dtype) == "Int64" and sorted(df["optuna_number"]) == [0, 1, 2]
+    assert df["on_front"].dtype == bool and df["on_front"].any()
+    assert df["on_front"].tolist() == front_mask(df, {"recon": "min", "mig": "max"}).tolist()
+    assert str(df["started_at"].dtype) == "datetime64[us, UTC]" and df["started_at"].is_monotonic_increasing
+    assert str(df["seed"].dtype) == "Int64" and (df["duration_s"] > 0).all()
+    assert df["udr"].dtype == "float64" and str(df["failed_step"].dtype) == "Int64"
+
+
+#: report.html's limit at any study size.
+MAX_PAGE_BYTES = 20_000_000
+
+
+def test_the_report_shows_the_front_trials_pictures_in_a_browser(tiny_study, browser, tmp_path):
+    _, study_dir = tiny_study
+    page_file = study_dir / "report.html"
+    assert page_file.stat().st_size <= MAX_PAGE_BYTES
+    text = page_file.read_text()
+    front = load_results(study_dir).query("on_front")
+    for trial_id in front["trial_id"]:
+        assert f'<figure id="pictures-{trial_id}">' in text, trial_id  # traversals of every front trial
+    assert "training-curves" in text and "no pictures saved" not in text
+
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(page_file.resolve().as_uri(), wait_until="load")
+    script = "() => Array.from(document.images, i => ({alt: i.alt, complete: i.complete, w: i.naturalWidth}))"
+    images = page.evaluate(script)
+    assert len(images) >= 2 + len(front), images  # Pareto plot, curves, one per front trial, ...
+    broken = [i["alt"] for i in images if not i["complete"] or i["w"] == 0]
+    assert not broken, broken
+    assert page.title() == f"Study report: {study_dir.name}"
+    headings = page.locator("h2").all_inner_texts()
+    assert "Front trials: reconstructions and traversals" in headings and "Pareto front" in headings
+    size = page.evaluate("() => document.documentElement.outerHTML.length")
+    assert 0 < size <= MAX_PAGE_BYTES
+    page.locator(f"#pictures-{front['trial_id'].iloc[0]}").screenshot(path=str(tmp_path / "traversal.png"))
+    assert not errors, errors
+    assert (tmp_path / "traversal.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
