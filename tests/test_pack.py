@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from trainers.checkpoint import load_checkpoint, save_checkpoint
 from trainers.config import EvalConfig, TrainConfig
@@ -187,12 +188,32 @@ def test_what_cannot_share_a_pack_is_named():
         train_pack([_config(0), _config(2)], NullMemberReporter(), resume=state)
 
 
-def test_bf16_packs_keep_the_terms_near_float32():
+class ConvolutionDtypes(TorchDispatchMode):
+    """The dtype of every convolution and matrix product that runs (forward and backward)."""
+
+    OPS = ("convolution", "convolution_backward", "addmm", "mm", "bmm")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, torch.dtype]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.OPS:
+            self.seen.append((name, args[0].dtype))
+        return func(*args, **(kwargs or {}))
+
+
+def test_bf16_packs_compute_their_networks_in_bf16_and_keep_the_terms_near_float32():
     configs = [_config(seed, steps=10, checkpoint_every=0) for seed in range(2)]
     fp32 = train_pack(configs, NullMemberReporter())
-    bf16 = train_pack(
-        [_config(s, steps=10, checkpoint_every=0, precision="bf16") for s in range(2)], NullMemberReporter()
-    )
+    bf16_configs = [_config(s, steps=10, checkpoint_every=0, precision="bf16") for s in range(2)]
+    with ConvolutionDtypes() as recorded:
+        bf16 = train_pack(bf16_configs, NullMemberReporter())
+    # Training's network arithmetic is bf16 (autocast alone left vmapped convolutions in float32):
+    # every backward convolution (training only; evaluation runs no backward pass) is bf16.
+    backward = [dtype for name, dtype in recorded.seen if name == "convolution_backward"]
+    assert backward and set(backward) == {torch.bfloat16}, backward
     for a, b in zip(fp32, bf16, strict=True):
         assert b.terms["recon"] == pytest.approx(a.terms["recon"], rel=0.02)
         assert b.terms["kl"] == pytest.approx(a.terms["kl"], rel=0.25, abs=0.05)

@@ -39,7 +39,6 @@ from trainers.checkpoint import CheckpointError
 from trainers.config import TrainConfig
 from trainers.data import make_dataset
 from trainers.objectives import Objective, make_objective
-from trainers.precision import autocast
 from trainers.train import (
     _FIELD_DEFAULTS,
     TermAccumulator,
@@ -141,16 +140,18 @@ class StackedVAE:
     def _part(self, prefix: str, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name[len(prefix) :]: value for name, value in params.items() if name.startswith(prefix)}
 
-    def encode(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, params: Mapping[str, torch.Tensor], x: torch.Tensor, precision: str = "fp32"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         def one(p: dict[str, torch.Tensor], xi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            out = functional_call(self.template.encoder, p, (xi,))
-            return out.mu, out.logvar
+            out = functional_call(self.template.encoder, *_in_precision(p, xi, precision))
+            return out.mu.float(), out.logvar.float()
 
         return vmap(one)(self._part("encoder.", params), x)
 
-    def decode(self, params: Mapping[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    def decode(self, params: Mapping[str, torch.Tensor], z: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
         def one(p: dict[str, torch.Tensor], zi: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.template.decoder, p, (zi,))
+            return functional_call(self.template.decoder, *_in_precision(p, zi, precision)).float()
 
         return vmap(one)(self._part("decoder.", params), z)
 
@@ -159,6 +160,20 @@ class StackedVAE:
         module = build()
         module.load_state_dict({name: value[index].detach().clone() for name, value in self.params.items()})
         return module.to(next(iter(self.params.values())).device)
+
+
+def _in_precision(
+    params: dict[str, torch.Tensor], x: torch.Tensor, precision: str
+) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor]]:
+    """One member's network arguments in the compute precision.
+
+    Autocast does not reach inside ``vmap`` (a vmapped convolution runs in float32 under
+    it, on the CPU at least), so bf16 is applied by hand: weights and input cast to
+    bfloat16 (gradients flow back to the float32 weights through the cast), outputs
+    returned to float32 by the caller, as autocast does for an unpacked network."""
+    if precision != "bf16":
+        return params, (x,)
+    return {name: value.to(torch.bfloat16) for name, value in params.items()}, (x.to(torch.bfloat16),)
 
 
 def pack_forward(
@@ -174,14 +189,11 @@ def pack_forward(
 
     ``eps`` is the members' reparameterisation noise ``[K, B, d]``; ``weights`` the
     weights in force, each ``[K]``.  Mirrors ``GaussianObjective.forward_terms``:
-    networks under autocast, latents and terms in float32.
+    networks in ``precision`` (:func:`_in_precision`), latents and terms in float32.
     """
-    with autocast(x.device, precision):
-        mu, logvar = stacked.encode(params, x)
-    mu, logvar = mu.float(), logvar.float()
+    mu, logvar = stacked.encode(params, x, precision)
     z = mu + torch.exp(0.5 * logvar) * eps
-    with autocast(x.device, precision):
-        logits = stacked.decode(params, z)
+    logits = stacked.decode(params, z, precision)
     terms = vmap(objective.pass_terms)(x, mu, logvar, z, logits, dict(weights))
     terms.update(weights)
     return terms
