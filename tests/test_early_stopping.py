@@ -14,7 +14,7 @@ BASE = {
     "variant": "beta_vae",
     "model": {"latent_dim": 4},
     "training": {"steps": 100, "batch_size": 16, "lr": 1e-3, "log_every": 10, "checkpoint_every": 20},
-    "evaluation": {"recon_points": 64},
+    "evaluation": {"recon_points": 64, "udr_points": 100, "metric_options": {"mig": {"num_points": 500}}},
     # β spans three decades: high-β trials reconstruct far worse and are the ones to stop.
     "weights": {"beta": {"schedule": "constant", "value": {"low": 0.1, "high": 500, "log": True}}},
     "objectives": [{"name": "recon", "mode": "min"}],
