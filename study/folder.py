@@ -301,8 +301,31 @@ class TrialFolder:
                 raise RecordError(f"{self.history_file}: line {number} is not JSON") from None
 
     def last_step(self) -> int:
-        steps = [int(entry["step"]) for entry in self.history() if entry.get("split") == "train"]
-        return steps[-1] if steps else 0
+        """The last training step in the history (0: none yet), read from the file's end: the
+        run log and ``status`` ask for every running trial, and a long trial's history holds
+        tens of thousands of lines."""
+        try:
+            with self.history_file.open("rb") as history:
+                size = history.seek(0, os.SEEK_END)
+                block = 1 << 16
+                while True:
+                    start = max(0, size - block)
+                    history.seek(start)
+                    lines = history.read(size - start).splitlines()
+                    if start:
+                        lines = lines[1:]  # begins mid-line
+                    for line in reversed(lines):
+                        try:
+                            entry = json.loads(line)
+                        except ValueError:
+                            continue  # a line cut short by a kill
+                        if isinstance(entry, dict) and entry.get("split") == "train":
+                            return int(entry["step"])
+                    if not start:
+                        return 0
+                    block *= 4
+        except FileNotFoundError:
+            return 0
 
 
 class StudyFolder:

@@ -152,3 +152,25 @@ def test_a_lock_from_another_host_is_only_taken_over_when_asked(tmp_path):
     folder.lock_file.write_text("not json")
     with pytest.raises(RecordError, match=r"study\.lock: not a study lock"):
         StudyLock(folder).claim("vae-study resume")
+
+
+def test_the_last_step_read_from_the_end_is_the_last_training_step_of_the_whole_history(tmp_path):
+    trial = StudyFolder(tmp_path).trial("t").create()
+    assert trial.last_step() == 0  # no history yet
+    terms = {f"term_{k}": 1.0 / (k + 1) for k in range(30)}  # wide lines: many 64 KB blocks
+    for step in range(10, 40_001, 10):
+        trial.append_history(step, terms, "train")
+    trial.append_history(40_000, terms, "heldout")  # the held-out line at the end is not a training step
+    with trial.history_file.open("a") as out:
+        out.write('{"step": 40010, "spl')  # and a line cut short by a kill
+    full = [entry["step"] for entry in trial.history() if entry.get("split") == "train"][-1]
+    assert trial.last_step() == full == 40_000 and trial.history_file.stat().st_size > 1 << 20
+    # A training line far behind the end (beyond the first 64 KB block read): still found.
+    far = StudyFolder(tmp_path).trial("far").create()
+    far.append_history(7, terms, "train")
+    for step in range(300):
+        far.append_history(step, terms, "heldout")
+    assert far.history_file.stat().st_size > 1 << 17 and far.last_step() == 7
+    only_heldout = StudyFolder(tmp_path).trial("h").create()
+    only_heldout.append_history(5, terms, "heldout")
+    assert only_heldout.last_step() == 0
