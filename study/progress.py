@@ -98,6 +98,7 @@ class RunLog(tune.Callback):
         self.objectives = [(o.name, o.mode) for o in spec.objectives]
         self.front = Front([mode for _, mode in self.objectives])
         self.counts = dict.fromkeys(_VERBS, 0)
+        self.counted: set[str] = set()
         for record in ended:
             self.count(record)
         self.ended_before = sum(self.counts.values())
@@ -143,18 +144,25 @@ class RunLog(tune.Callback):
             self.labels[plan.trial_id] = trial_label(plan.trial_id, config.variant, config.weights, config.seed)
         return self.labels[plan.trial_id]
 
-    def count(self, record: TrialRecord) -> None:
+    def count(self, record: TrialRecord) -> bool:
+        """Count an ended trial once (False: counted already, e.g. a pack mate that ended before a resume)."""
+        if record.trial_id in self.counted:
+            return False
+        self.counted.add(record.trial_id)
         self.counts[record.status] = self.counts.get(record.status, 0) + 1
         values = record.values
         if record.status == TrialStatus.COMPLETED and all(name in values for name, _ in self.objectives):
             self.front.add([values[name] for name, _ in self.objectives])
+        return True
 
     def outcome(self, plan: TrialPlan) -> str | None:
-        """The line of a member that ended (None: it has no record, i.e. it was stopped by Ctrl+C)."""
+        """The line of a member that ended (None: it has no record, i.e. it was stopped by Ctrl+C;
+        empty: it had ended before this run)."""
         record = self.folder.trial(plan.trial_id).read_record()
         if record is None:
             return None
-        self.count(record)
+        if not self.count(record):
+            return ""
         verb = f"{_VERBS.get(record.status, str(record.status)):<8} {self.label(plan)}"
         if record.status != TrialStatus.COMPLETED:
             return f"{verb}: {record.failure_reason or 'no reason recorded'}"
@@ -188,6 +196,8 @@ class RunLog(tune.Callback):
             line = self.outcome(plan)
             if line is None:
                 self.emit(f"stopped  {self.label(plan)} (resumable)")
+                continue
+            if not line:
                 continue
             ended = True
             self.emit(line, always=not line.startswith(_VERBS[TrialStatus.COMPLETED]))

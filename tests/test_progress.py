@@ -1,11 +1,17 @@
 """The run log's pieces: trial names and numbers, the incremental front, line lengths."""
 
+import io
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+from scaffold import tiny_spec
 
 from analysis.pareto import pareto_mask
+from study.folder import StudyFolder, TrialRecord, TrialStatus
 from study.naming import next_number, pack_id, trial_id, trial_label, weight_label
-from study.progress import MAX_LINE, Front, clip, duration
+from study.progress import MAX_LINE, Front, RunLog, clip, duration
+from study.spec import parse_spec
 
 
 def test_trial_names_say_id_variant_weights_and_seed():
@@ -43,3 +49,42 @@ def test_lines_are_cut_to_the_limit_and_durations_read_as_time():
     assert clip("x" * 500) == "x" * (MAX_LINE - 1) + "…" and len(clip("x" * 500)) == MAX_LINE
     assert clip("short") == "short"
     assert [duration(s) for s in (0, 59.6, 75, 3599, 4000)] == ["0s", "1m00s", "1m15s", "59m59s", "1h06m"]
+
+
+def _record(trial_id, recon, mig, status=TrialStatus.COMPLETED, reason=None):
+    return TrialRecord(trial_id, status, terms={"recon": recon}, metrics={"mig": mig}, failure_reason=reason,
+                       started_at=100.0, finished_at=165.0)  # fmt: skip
+
+
+def test_a_resumed_packs_run_log_counts_each_trial_once(tmp_path):
+    """A pack resumed after a kill had one member ended before: the header counts it once."""
+    spec = parse_spec(tiny_spec(training={"pack_size": 2}))
+    folder = StudyFolder(tmp_path)
+    before = _record("t0002", 90.0, 0.1)
+    folder.trial("t0002").create().write_record(before)
+    out = io.StringIO()
+    log = RunLog(folder, spec, total=4, ended=[before], out=out)
+    point = {"variant": "beta_vae", "seed": 0, "beta.schedule": "constant", "beta.value": 2.0}
+    pack = SimpleNamespace(trial_id="ray-1", config={"pack_id": "p0001", "members": [
+        {"trial_id": "t0002", "point": point}, {"trial_id": "t0003", "point": {**point, "seed": 1}}]})  # fmt: skip
+    log.on_trial_start(0, [], pack)
+    folder.trial("t0003").create().write_record(_record("t0003", 80.0, 0.05))
+    log.on_trial_complete(0, [], pack)
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]  # without the time
+    assert lines == [
+        "started  pack p0001 of 2 (beta_vae): t0002 t0003",
+        "finished t0003-beta_vae-beta=2-s1 in 1m05s: recon 80, mig 0.05",
+        "[2/4 done, 0 running, 0 failed] front 2 · ETA " + lines[-1].rsplit("ETA ", 1)[1],
+    ]
+    assert (tmp_path / "run.log").read_text().splitlines() == out.getvalue().splitlines()
+    failed = _record("t0004", float("nan"), 0.0, TrialStatus.FAILED, "term 'kl' became non-finite at step 3")
+    folder.trial("t0004").create().write_record(failed)
+    quiet = io.StringIO()
+    alone = SimpleNamespace(trial_id="ray-2", config={"pack_id": "t0004", "members": [
+        {"trial_id": "t0004", "point": point}]})  # fmt: skip
+    log.out, log.quiet = quiet, True
+    log.on_trial_start(0, [], alone)
+    log.on_trial_complete(0, [], alone)
+    # Quiet: only the failure (no start line, no header).
+    expected = "failed   t0004-beta_vae-beta=2-s0: term 'kl' became non-finite at step 3\n"
+    assert quiet.getvalue().split(" ", 1)[1] == expected
