@@ -184,7 +184,7 @@ class RunLog(tune.Callback):
             self.emit(f"started  pack {plans[0].pack_id} of {len(plans)} ({plans[0].point['variant']}): {members}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        error = trial.get_error() if hasattr(trial, "get_error") else None
+        error = trial.get_error()
         reason = str(error).strip().splitlines()[-1] if error else "the trial's process died"
         name = " ".join(plan.trial_id for plan in self.running.get(trial.trial_id, []))
         self.emit(f"retrying {name or trial.trial_id} from its last checkpoint: {reason}", always=True)

@@ -183,8 +183,10 @@ def store_template() -> Path | None:
 def create_sqlite_store(db: Path, artifacts: Path) -> None:
     """A new, empty MLflow store at ``db`` (a copy of :func:`store_template`), its Default
     experiment's artifacts in ``artifacts/0``; left to MLflow where no template can be made."""
+    if db.exists():
+        return
     template = store_template()
-    if template is None or db.exists():
+    if template is None:
         return
     staging = db.with_name(db.name + ".new")
     shutil.copyfile(template, staging)
