@@ -27,6 +27,7 @@ from study.spec import SpecError, load_spec, read_spec_text
 
 if TYPE_CHECKING:
     from study.runner import Output, StudyOutcome
+    from study.spec import StudySpec
 
 
 
@@ -65,6 +66,35 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a local Ray")
     _output_options(resume)
 
+    submit = commands.add_parser(
+        "submit", help="run a study as a Ray Job on a cluster (its driver runs there; this returns at once)"
+    )
+    submit.add_argument("spec", type=Path, nargs="?", help="the study's spec (or --resume STUDY_DIR)")
+    submit.add_argument("--resume", metavar="STUDY_DIR", help="go on with a stopped or crashed study, as a job")
+    submit.add_argument("--study-dir", help="the study folder: an absolute path on the cluster's shared filesystem")
+    submit.add_argument("--num-trials", type=int, help="override search.num_trials")
+    submit.add_argument(
+        "--env", action="append", default=[], metavar="NAME",
+        help="set this variable of your environment in the job's too (repeatable; visible in the job's record)",
+    )  # fmt: skip
+    submit.add_argument(
+        "--progress-every", type=float, default=30.0, metavar="S", help="seconds between progress lines"
+    )
+    _address_option(submit)
+
+    jobs = commands.add_parser("jobs", help="the studies submitted to a cluster: state, trials done, who, since when")
+    _address_option(jobs)
+
+    logs = commands.add_parser("logs", help="a submitted study's run log")
+    logs.add_argument("job", help="job id, or a study's name (its latest job)")
+    logs.add_argument("--follow", "-f", action="store_true", help="print as it grows, until the study ends")
+    _address_option(logs)
+
+    stop = commands.add_parser("stop", help="stop a submitted study gracefully (it stays resumable)")
+    stop.add_argument("job", help="job id, or a study's name (its latest job)")
+    stop.add_argument("--no-wait", action="store_true", help="return once asked; do not wait for the study to stop")
+    _address_option(stop)
+
     validate = commands.add_parser("validate", help="check a spec and print it resolved")
     validate.add_argument("spec", type=Path)
 
@@ -81,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write report.html (figures and tables) of a study folder")
     report.add_argument("study_dir", type=Path)
     return parser
+
+
+def _address_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--address", help="the cluster's dashboard, e.g. http://127.0.0.1:8265 (default RAY_API_SERVER_ADDRESS)"
+    )
 
 
 def _output_options(command: argparse.ArgumentParser) -> None:
@@ -106,7 +142,8 @@ def _command() -> str:
     return shlex.join(["vae-study", *sys.argv[1:]])
 
 
-def _run(args: argparse.Namespace) -> int:
+def _load_spec(args: argparse.Namespace) -> StudySpec:
+    """The spec with ``--num-trials`` applied."""
     spec = load_spec(args.spec)
     if args.num_trials is not None:
         if args.num_trials < 1:
@@ -114,6 +151,11 @@ def _run(args: argparse.Namespace) -> int:
         if spec.search.mode == "grid":
             raise SpecError("--num-trials: a grid study runs every combination of its choices and seeds")
         spec.search.num_trials = args.num_trials
+    return spec
+
+
+def _run(args: argparse.Namespace) -> int:
+    spec = _load_spec(args)
     study_dir = args.study_dir or Path(spec.study_dir or Path("studies") / spec.name)
     default = StudyFolder(study_dir)
     if args.study_dir is None and default.spec_json.exists() and not default.lock_file.exists():
@@ -201,6 +243,107 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    """``vae-study submit``: checks what it can from here, submits, prints the job and how to follow it."""
+    from study import jobs
+
+    if (args.spec is None) == (args.resume is None):
+        raise SpecError("submit: give a SPEC to start a study, or --resume STUDY_DIR to go on with one")
+    if args.resume is not None:
+        if args.study_dir or args.num_trials:
+            raise SpecError("--resume: a resumed study keeps its folder and its number of trials")
+        study_dir = _cluster_path(args.resume, "--resume")
+        folder = StudyFolder(study_dir)
+        spec = load_spec(folder.spec_yaml) if folder.spec_yaml.is_file() else None  # when the share is mounted here
+        name = spec.name if spec else Path(study_dir).name
+        arguments = ["resume", study_dir, "--take-over"]
+    else:
+        spec = _load_spec(args)
+        study_dir = _cluster_path(args.study_dir or spec.study_dir, "--study-dir")
+        if StudyFolder(study_dir).spec_json.exists():
+            raise SpecError(f"--study-dir: {study_dir} holds a study; go on with it: vae-study submit --resume DIR")
+        name = spec.name
+        arguments = ["run", "spec.yaml", "--study-dir", study_dir]
+        if args.num_trials is not None:
+            arguments += ["--num-trials", str(args.num_trials)]
+    arguments += ["--progress-every", str(args.progress_every)]
+    client = jobs.connect(args.address)
+    note = jobs.check_submission(client, spec, study_dir)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    total = jobs.study_total(spec) if spec is not None and args.resume is None else None
+    job_id = jobs.submit(
+        client, arguments, name=name, study_dir=study_dir, total=total,
+        spec_file=args.spec if args.resume is None else None, forward_env=args.env,
+    )  # fmt: skip
+    address = shlex.quote(jobs.dashboard_address(args.address))
+    print(f"submitted {job_id}: study {name!r}" + (f", {total} trials" if total else ", resumed"))
+    print(f"  study folder : {study_dir} (on the cluster)")
+    print(f"  follow       : vae-study logs {job_id} --follow --address {address}")
+    print(f"  list         : vae-study jobs --address {address}")
+    print(f"  stop         : vae-study stop {job_id} --address {address}")
+    return ExitCode.OK
+
+
+def _cluster_path(path: str | None, option: str) -> str:
+    if not path or not Path(path).is_absolute():
+        raise SpecError(
+            f"{option}: a submitted study's folder is a path on the cluster's shared filesystem, given absolute "
+            f"(e.g. {option} /shared/studies/NAME), not {path!r}"
+        )
+    return str(path)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from study import jobs
+
+    print(jobs.jobs_table(jobs.study_jobs(jobs.connect(args.address))))
+    return ExitCode.OK
+
+
+def _logs(args: argparse.Namespace) -> int:
+    """Prints the study's log; with ``--follow``, exits as the study's driver did (0, 1, 2, 130)."""
+    from study import jobs
+
+    client = jobs.connect(args.address)
+    job = jobs.find_job(client, args.job)
+    if not args.follow:
+        print(client.get_job_logs(job.job_id), end="")
+        return ExitCode.OK
+    try:
+        jobs.follow_logs(client, job.job_id)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; the study runs on (vae-study stop {job.job_id} stops it)", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    ended = jobs.find_job(client, job.job_id)
+    print(f"job {ended.job_id}: {ended.outcome}")
+    if ended.state == "STOPPED":
+        return ExitCode.INTERRUPTED
+    if ended.state == "SUCCEEDED":
+        return ExitCode.OK
+    return ended.exit_code if ended.exit_code in (1, 2, 130) else ExitCode.TRIALS_ERRORED
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from study import jobs
+
+    client = jobs.connect(args.address)
+    job = jobs.find_job(client, args.job)
+    resume = f"vae-study submit --resume {shlex.quote(job.study_dir)} --address {jobs.dashboard_address(args.address)}"
+    if job.ended:
+        print(f"job {job.job_id} has already ended: {job.outcome}")
+        return ExitCode.OK
+    client.stop_job(job.job_id)
+    if args.no_wait:
+        print(f"stopping {job.job_id}: its running trials checkpoint first; resume with: {resume}")
+        return ExitCode.OK
+    print(f"stopping {job.job_id}: its running trials checkpoint first (at most {jobs.STOP_WAIT_SECONDS} s) ...")
+    jobs.wait_until_ended(client, job.job_id, jobs.STOP_WAIT_SECONDS + 30)
+    ended = jobs.find_job(client, job.job_id)
+    print(f"job {ended.job_id}: {ended.outcome}; resume with: {resume}")
+    return ExitCode.OK
+
+
 def _status(args: argparse.Namespace) -> int:
     from study.status import format_status, study_status
 
@@ -258,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sync(args)
         if args.command == "resume":
             return _resume(args)
+        if args.command in ("submit", "jobs", "logs", "stop"):
+            return {"submit": _submit, "jobs": _jobs, "logs": _logs, "stop": _stop}[args.command](args)
         return _export(args)
     except (SpecError, RecordError) as error:
         print(f"error: {error}", file=sys.stderr)

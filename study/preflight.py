@@ -203,17 +203,29 @@ def check_before_ray(spec: StudySpec, folder: StudyFolder, local: bool, option: 
     check_tracking(spec)
 
 
-def check_cluster(spec: StudySpec) -> str | None:
-    """The connected cluster: shared storage for several nodes, and room for one trial
-    (:func:`check_resources`, whose note it returns)."""
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
+def check_cluster(
+    spec: StudySpec, nodes: list[dict[str, float]] | None = None, autoscaler: bool | None = None
+) -> str | None:
+    """The cluster: shared storage for several nodes, and room for one trial
+    (:func:`check_resources`, whose note it returns).
+
+    Args:
+        spec: the study.
+        nodes: the resources of each live node (default: the connected cluster's, ``ray.nodes()``).
+        autoscaler: whether an autoscaler may add nodes (default: :func:`autoscaler_present`);
+            None from where it cannot be told (a laptop submitting a job): a trial that fits no
+            node then gets a note, and the study's driver on the cluster decides.
+    """
+    if nodes is None:
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        autoscaler = autoscaler_present()
     if len(nodes) > 1 and not spec.storage.shared:
         raise PreflightError(
             f"storage.shared: this Ray cluster has {len(nodes)} nodes; trials on every node write to the study "
             "folder, so put --study-dir on a filesystem all nodes mount (and storage.path on it or in the cloud, "
             "e.g. s3://bucket/studies), then set storage.shared: true"
         )
-    return check_resources(spec)
+    return check_resources(spec, nodes, autoscaler)
 
 
 def _why_no_answer(error: BaseException) -> str:
@@ -237,11 +249,10 @@ def autoscaler_present() -> bool:
     return AUTOSCALER_CONFIG.expanduser().exists()
 
 
-def check_resources(spec: StudySpec) -> str | None:
-    """Some node of the connected cluster can hold one trial (``resources``), or an autoscaler
-    may add one; returns a note to print in that case (None: a node fits now)."""
+def check_resources(spec: StudySpec, nodes: list[dict[str, float]], autoscaler: bool | None) -> str | None:
+    """Some node (``nodes``: each live node's resources) can hold one trial (``resources``), or an
+    autoscaler may add one; returns a note to print in that case (None: a node fits now)."""
     cpus, gpus = spec.resources.cpus, spec.resources.gpus
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     if any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
         return None
     largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
@@ -250,9 +261,14 @@ def check_resources(spec: StudySpec) -> str | None:
     else:
         field, asked = "resources.cpus", f"{cpus:g} CPU(s)"
     have = f"{largest.get('CPU', 0):g} CPUs and {largest.get('GPU', 0):g} GPUs"
-    if autoscaler_present():
+    if autoscaler:
         return (
             f"{field}: no node has {asked} for a trial yet (largest: {have}); trials wait until the autoscaler adds one"
+        )
+    if autoscaler is None:
+        return (
+            f"{field}: no node has {asked} for a trial now (largest: {have}); the study's driver checks again on "
+            "the cluster: its trials wait if an autoscaler can add a node, else it stops with exit 2"
         )
     raise PreflightError(
         f"{field}: each trial asks for {asked}, but no node of the cluster has them (largest of {len(nodes)} "

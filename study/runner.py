@@ -219,6 +219,9 @@ def init_ray(address: str | None, dashboard: bool = False, output: Output | None
         return
     address = ray_address(address)
     env = {**WORKER_ENV, **{k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}}
+    # A driver started as a Ray Job (vae-study submit) already has the job's runtime_env, which
+    # Ray merges with this one and refuses if both set a variable: the job's values stand.
+    env = {k: v for k, v in env.items() if k not in _job_env_vars()}
     verbose = output is not None and output.verbose
     options: dict[str, Any] = {
         "runtime_env": {"env_vars": env},
@@ -242,6 +245,16 @@ def init_ray(address: str | None, dashboard: bool = False, output: Output | None
             raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PreflightError(f"--address: cannot connect to the Ray cluster at {address} ({first})") from None
+
+
+def _job_env_vars() -> dict[str, str]:
+    """The environment variables of the Ray Job this driver runs as (empty outside a job)."""
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
+    config = os.environ.get(RAY_JOB_CONFIG_JSON_ENV_VAR)
+    if not config:
+        return {}
+    return (json.loads(config).get("runtime_env") or {}).get("env_vars") or {}
 
 
 def link_ray_logs(folder: StudyFolder, address: str | None) -> None:

@@ -8,11 +8,13 @@ import copy
 import io
 import ipaddress
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -296,3 +298,102 @@ def chromium_path() -> str | None:
     except ImportError:
         return None
     return os.environ.get("VAE_STUDY_CHROMIUM") or shutil.which("chromium")
+
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+class LoopbackCluster:
+    """A real Ray cluster on loopback with token auth: each node is its own ``ray start --block``
+    process group with its own temp dir, so killing a group kills that node's raylet and the
+    workers it started, as when a machine is lost."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        token = secrets.token_hex(16)
+        # Every node and the driver share the token; trials inherit it from their node.
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+        # A job's entrypoint runs `python` from the node's PATH: this interpreter.
+        self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        self.dashboard_url = ""
+        self.nodes: dict[str, subprocess.Popen] = {}
+        # Ray's socket paths must stay under 107 bytes: a short folder, not pytest's.
+        self.temp = tempfile.mkdtemp(prefix="vs-ray-", dir="/tmp")
+
+    def start_head(self, dashboard: bool = False, cpus: int = 1) -> None:
+        """The head node; with ``dashboard``, Ray's dashboard and job API on 127.0.0.1 (``dashboard_url``)."""
+        if dashboard:
+            self.dashboard_url = f"http://127.0.0.1:{free_port()}"
+            port = self.dashboard_url.rsplit(":", 1)[1]
+            options = ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={port}"]
+        else:
+            options = ["--include-dashboard=false"]
+        self.start_node("head", "--head", f"--port={self.port}", *options, cpus=cpus)
+
+    def start_node(self, name: str, *args: str, cpus: int = 1) -> None:
+        # The node's agents get free ports: Ray's fixed defaults (52365, …) clash with another Ray
+        # on this machine (a test on the other xdist worker), and a node without its dashboard
+        # agent takes no jobs ("No available agent to submit job").
+        agents = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port")
+        agent_ports = [f"--{option}={free_port()}" for option in (*agents, "metrics-export-port")]
+        log = (self.root / f"{name}.log").open("w")
+        self.nodes[name] = subprocess.Popen(
+            [RAY, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--disable-usage-stats",
+             f"--temp-dir={self.temp}/{name}", *args, *agent_ports],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def wait_for_nodes(self, count: int, timeout: float = 120) -> None:
+        probe = f"import ray; ray.init(address='{self.address}'); print(sum(n['Alive'] for n in ray.nodes()))"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead = [name for name, proc in self.nodes.items() if proc.poll() is not None]
+            if dead:
+                raise AssertionError(f"ray node {dead[0]} exited: {(self.root / f'{dead[0]}.log').read_text()[-3000:]}")
+            out = subprocess.run([sys.executable, "-c", probe], env=self.env, capture_output=True, text=True)
+            if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+                return
+            time.sleep(1)
+        raise AssertionError(f"cluster did not reach {count} nodes: {out.stdout[-500:]} {out.stderr[-2000:]}")
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILL the node: its raylet and every process it started (workers may leave the group)."""
+        proc = self.nodes.pop(name)
+        family = descendants(proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)
+        for pid in family:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+
+    def stop(self) -> None:
+        for name in list(self.nodes):
+            self.kill_node(name)
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process below ``root`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(_parent(int(entry)), []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    found, stack = set(), [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found

@@ -6,83 +6,22 @@ a machine is lost: Tune retries the lost trial from its checkpoint, in its MLflo
 """
 
 import json
-import os
-import secrets
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from scaffold import Cli, StudyRuns, free_port, tiny_spec
+from scaffold import Cli, LoopbackCluster, StudyRuns, descendants, tiny_spec
 
 from analysis import load_results
 from study.folder import StudyFolder, checkpoint_dir, checkpoint_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
 
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-class LoopbackCluster:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        token = secrets.token_hex(16)
-        # Every node and the driver share the token; trials inherit it from their node.
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
-        self.nodes: dict[str, subprocess.Popen] = {}
-        # Ray's socket paths must stay under 107 bytes: a short folder, not pytest's.
-        self.temp = tempfile.mkdtemp(prefix="vs-ray-", dir="/tmp")
-
-    def start_node(self, name: str, *args: str) -> None:
-        log = (self.root / f"{name}.log").open("w")
-        self.nodes[name] = subprocess.Popen(
-            [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats",
-             f"--temp-dir={self.temp}/{name}", *args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-    def wait_for_nodes(self, count: int, timeout: float = 120) -> None:
-        probe = f"import ray; ray.init(address='{self.address}'); print(sum(n['Alive'] for n in ray.nodes()))"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            dead = [name for name, proc in self.nodes.items() if proc.poll() is not None]
-            if dead:
-                pytest.fail(f"ray node {dead[0]} exited: {(self.root / f'{dead[0]}.log').read_text()[-3000:]}")
-            out = subprocess.run([sys.executable, "-c", probe], env=self.env, capture_output=True, text=True)
-            if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
-                return
-            time.sleep(1)
-        pytest.fail(f"cluster did not reach {count} nodes: {out.stdout[-500:]} {out.stderr[-2000:]}")
-
-    def kill_node(self, name: str) -> None:
-        """SIGKILL the node: its raylet and every process it started (workers may leave the group)."""
-        proc = self.nodes.pop(name)
-        family = descendants(proc.pid)
-        os.killpg(proc.pid, signal.SIGKILL)
-        for pid in family:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
-
-    def stop(self) -> None:
-        for name in list(self.nodes):
-            self.kill_node(name)
-        shutil.rmtree(self.temp, ignore_errors=True)
-
-
 @pytest.fixture()
 def cluster(tmp_path):
     cluster = LoopbackCluster(tmp_path)
-    cluster.start_node("head", "--head", f"--port={cluster.port}", "--include-dashboard=false")
+    cluster.start_head()
     cluster.start_node("worker", f"--address={cluster.address}")
     try:
         cluster.wait_for_nodes(2)
@@ -98,29 +37,6 @@ SPEC = tiny_spec(
     search={"num_trials": 3, "max_concurrent": 2, "max_failures": 3},
     storage={"shared": True},  # one machine: the study folder is on every node's filesystem
 )
-
-
-def _parent(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as stat:
-        return int(stat.read().rsplit(")", 1)[1].split()[1])
-
-
-def descendants(root: int) -> set[int]:
-    """Every live process below ``root`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                children.setdefault(_parent(int(entry)), []).append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    found, stack = set(), [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found
 
 
 def _trial_on(study_dir: Path, node_pid: int) -> str | None:

@@ -1,0 +1,155 @@
+"""Studies as Ray Jobs on a real loopback cluster (``ray start --head``, dashboard on
+127.0.0.1, token auth): submit two at once, list them, follow one, stop one and resume it
+through ``submit --resume``; both end with exactly their trials after every submitting
+process has exited."""
+
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scaffold import Cli, LoopbackCluster, StudyRuns, tiny_spec
+
+from analysis import load_results
+from study.folder import StudyFolder, checkpoint_dir, checkpoint_step
+
+pytestmark = [pytest.mark.integration, pytest.mark.long]
+
+#: Long enough trials to be caught running and stopped mid-way (checkpoints every 50 steps).
+SLOW = tiny_spec(
+    name="slow",
+    training={"steps": 300, "log_every": 10, "checkpoint_every": 50},
+    weights={"beta": {"schedule": "constant", "value": {"low": 0.5, "high": 8, "log": True}}},
+    search={"num_trials": 3, "max_concurrent": 1},
+)
+QUICK = tiny_spec(
+    name="quick",
+    training={"steps": 150, "log_every": 10, "checkpoint_every": 50},
+    weights={"beta": {"schedule": "constant", "value": {"low": 0.5, "high": 8, "log": True}}},
+    search={"num_trials": 2, "max_concurrent": 1},
+)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cluster = LoopbackCluster(tmp_path_factory.mktemp("jobs-cluster"))
+    cluster.start_head(dashboard=True, cpus=2)
+    try:
+        cluster.wait_for_nodes(1)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def running_trials(study_dir: Path) -> list[str]:
+    """Trials whose worker has opened their run (``trial.json``) and that have no record yet."""
+    return [t.trial_id for t in StudyFolder(study_dir).trials() if t.meta_file.exists() and not t.result_file.exists()]
+
+
+def step_of(study_dir: Path, trial_id: str) -> int:
+    """The step of the trial's checkpoint (0: none)."""
+    return checkpoint_step(checkpoint_dir(study_dir / "trials" / trial_id)) or 0
+
+
+def job_id_of(out: str) -> str:
+    found = re.search(r"^submitted (\S+):", out, re.M)
+    assert found, out
+    return found.group(1)
+
+
+def test_bad_submissions_are_refused_before_anything_is_submitted(cluster, tmp_path):
+    cli = Cli(tmp_path, env=cluster.env)
+    spec = cli.write_spec(QUICK)
+    relative = cli.call("submit", spec, "--study-dir", "studies/quick", "--address", cluster.dashboard_url)
+    assert relative.returncode == 2 and "--study-dir: a submitted study's folder is a path on" in relative.stderr
+    no_token = cli.run(
+        "submit", spec, "--study-dir", tmp_path / "q", "--address", cluster.dashboard_url,
+        env={**cluster.env, "RAY_AUTH_TOKEN": "0" * 32},
+    )  # fmt: skip
+    assert no_token.returncode == 2 and "token" in no_token.stderr, no_token.stderr
+    gcs = cli.call("jobs", "--address", cluster.address)
+    assert gcs.returncode == 2 and "an http(s):// address" in gcs.stderr
+    unknown = cli.run("logs", "no-such-study", "--address", cluster.dashboard_url)
+    assert unknown.returncode == 2 and "no study job or study named 'no-such-study'" in unknown.stderr
+    listed = cli.run("jobs", "--address", cluster.dashboard_url)
+    assert listed.returncode == 0 and "quick" not in listed.stdout  # nothing was submitted
+    assert not (tmp_path / "q").exists()
+
+
+def test_two_studies_side_by_side_one_stopped_and_resumed(cluster, tmp_path):
+    cli = Cli(tmp_path, env=cluster.env)
+    address = ("--address", cluster.dashboard_url)
+    slow_dir, quick_dir = tmp_path / "shared" / "slow", tmp_path / "shared" / "quick"
+    submitted = cli.run("submit", cli.write_spec(SLOW, "slow.yaml"), "--study-dir", slow_dir,
+                        "--progress-every", 2, *address)  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    slow_job = job_id_of(submitted.stdout)
+    assert f"study folder : {slow_dir}" in submitted.stdout
+    submitted = cli.run("submit", cli.write_spec(QUICK, "quick.yaml"), "--study-dir", quick_dir, *address)
+    assert submitted.returncode == 0, submitted.stderr
+    quick_job = job_id_of(submitted.stdout)
+    # The submitting processes have exited; the studies run on the cluster without them.
+    listed = cli.run("jobs", *address)
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert set(rows) >= {slow_job, quick_job}, listed.stdout
+    assert " slow " in rows[slow_job] and "/3" in rows[slow_job] and "/2" in rows[quick_job]
+
+    # Side by side, each study at its own max_concurrent (1): watch the trial folders.
+    most = {"slow": 0, "quick": 0}
+
+    def watch(until, timeout: float = 300) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = {"slow": running_trials(slow_dir), "quick": running_trials(quick_dir)}
+            most.update({name: max(most[name], len(trials)) for name, trials in running.items()})
+            if until(running):
+                return True
+            time.sleep(0.3)
+        return False
+
+    assert watch(lambda running: running["slow"]), cli.run("logs", slow_job, *address).stdout[-3000:]
+    listed = cli.run("jobs", *address).stdout
+    assert re.search(rf"^{slow_job}\s+slow\s+RUNNING\s+\d/3\s", listed, re.M), listed
+    log = cli.run("logs", "slow", *address)  # by the study's name: its latest job
+    assert log.returncode == 0 and re.search(r"started +t0000-beta_vae-beta=", log.stdout), log.stdout[-2000:]
+    assert re.search(r"\[\d/3 done, 1 running, 0 failed\]", log.stdout), log.stdout[-2000:]
+
+    # Stop the slow study while both run and its trial is mid-way (checkpointed at step 50 or later).
+    assert watch(lambda running: running["quick"] and [t for t in running["slow"] if step_of(slow_dir, t) >= 50])
+    victim = next(t for t in running_trials(slow_dir) if step_of(slow_dir, t) >= 50)
+    stopped = cli.run("stop", slow_job, *address)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert f"job {slow_job}: STOPPED" in stopped.stdout and f"submit --resume {slow_dir}" in stopped.stdout
+    done_before = {p.parent.name for p in (slow_dir / "trials").glob("*/result.json")}
+    assert victim not in done_before and step_of(slow_dir, victim) >= 50
+
+    resumed = cli.run("submit", "--resume", slow_dir, *address)
+    assert resumed.returncode == 0, resumed.stderr
+    resumed_job = job_id_of(resumed.stdout)
+    again = cli.run("submit", "--resume", slow_dir, *address)  # while the resume runs: refused
+    assert again.returncode == 2 and f"in use by job {resumed_job}" in again.stderr, again.stderr
+
+    followed = cli.run("logs", quick_job, "--follow", *address, timeout=600)
+    assert followed.returncode == 0 and "Study 'quick' done: 2 completed" in followed.stdout, followed.stdout[-3000:]
+    followed = cli.run("logs", resumed_job, "-f", *address, timeout=600)
+    assert followed.returncode == 0 and "Study 'slow' done: 3 completed" in followed.stdout, followed.stdout[-3000:]
+
+    assert most == {"slow": 1, "quick": 1}
+    for study_dir, name, count in ((slow_dir, "slow", 3), (quick_dir, "quick", 2)):
+        df = load_results(study_dir)
+        assert len(df) == count and df["trial_id"].is_unique and (df["status"] == "completed").all()
+        runs = StudyRuns.of(study_dir, name)
+        assert sorted(runs.by_trial) == sorted(df["trial_id"]) and len(runs.children) == count
+    # The stopped trial went on from its checkpoint, every step of its history once.
+    row = load_results(slow_dir).set_index("trial_id").loc[victim]
+    assert row["resumed_from_step"] >= 50
+    history = pd.read_parquet(slow_dir / "history.parquet")
+    recon = history[(history["trial_id"] == victim) & (history["split"] == "train") & (history["term"] == "recon")]
+    assert list(recon["step"]) == list(range(10, 301, 10))
+
+    listed = cli.run("jobs", *address).stdout
+    assert re.search(rf"^{slow_job}\s+slow\s+STOPPED", listed, re.M), listed
+    assert re.search(rf"^{resumed_job}\s+slow\s+SUCCEEDED\s+3/3\s", listed, re.M), listed
+    assert re.search(rf"^{quick_job}\s+quick\s+SUCCEEDED\s+2/2\s", listed, re.M), listed
