@@ -62,7 +62,8 @@ histories, read from each trial's ``history.jsonl``: columns ``trial_id``, ``ste
 steps after its checkpoint; the last value of each (trial, split, step, term) is kept.
 
 Writes go to a temporary file renamed into place: readers never see half a file,
-and exporting twice gives the same table.
+and exporting twice gives the same table.  An export whose trials' histories have not
+changed since the last one keeps its ``history.parquet`` (see :func:`_export_history`).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ import pyarrow.parquet as pq
 
 from analysis.pareto import pareto_mask
 from analysis.udr import udr_by_configuration
-from study.folder import HISTORY_FILE, StudyFolder, TrialFolder
+from study.folder import HISTORY_FILE, StudyFolder, TrialFolder, write_json_atomic
 from study.tracking import spilled_metric_count
 
 SCHEMA_VERSION = 2
@@ -469,7 +470,37 @@ def export_results(study_dir: str | Path, objectives: list[dict[str, str]] | Non
         objectives = folder.read_spec().get("objectives", []) if folder.spec_json.exists() else []
     # Arrow's reader parses the histories on its threads, without the GIL: the records are read meanwhile.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        history = pool.submit(history_table, folder.root)
+        history = pool.submit(_export_history, folder)
         rows = trial_rows(folder.root)
-        _write_atomic(history.result(), folder.history)
+        history.result()
     return _write_atomic(results_table(rows, objectives), folder.results)
+
+
+def _stat(path: Path) -> list[int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _export_history(folder: StudyFolder) -> Path:
+    """Write ``history.parquet``, unless it was written from the histories as they are now.
+
+    ``history.sources.json`` keeps the size and modification time of every ``history.jsonl``
+    taken before they were read, and of the ``history.parquet`` made from them: when none
+    changed (an export after the run's own, ``vae-study sync``), the file stands.  A history
+    written during the export, a trial added or removed, a copy that does not keep the
+    times, or another ``history.parquet``, each changes a stat: the table is rebuilt.
+    """
+    sources = {trial.trial_id: _stat(trial.history_file) for trial in folder.trials()}
+    try:
+        known = json.loads(folder.history_sources.read_text())
+    except (OSError, ValueError):
+        known = None
+    if known == {"history": _stat(folder.history), "trials": sources}:
+        return folder.history
+    folder.history_sources.unlink(missing_ok=True)  # stale from here until rewritten
+    _write_atomic(history_table(folder.root), folder.history)
+    write_json_atomic(folder.history_sources, {"history": _stat(folder.history), "trials": sources})
+    return folder.history

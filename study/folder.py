@@ -11,6 +11,8 @@ write records through it.  Layout::
       mlflow.db, mlartifacts/       the default MLflow store
       optuna.db                     the Optuna storage of ``search.storage: sqlite``
       results.parquet, history.parquet, pareto.png, report.html
+      history.sources.json          the histories history.parquet was read from (size, mtime): a
+                                    repeat export of unchanged histories skips rebuilding it
       ray/                          Ray Tune's experiment state
       trials/<trial id>/            one per trial (a member of a pack is a trial):
         trial_config.json           its plan (:class:`TrialPlan`), written before training
@@ -54,6 +56,7 @@ ARTIFACTS_DIR, CHECKPOINT_DIR, SPILL_FILE = "artifacts", "checkpoint", "undelive
 CHECKPOINT_STATE, CHECKPOINT_META = "state.pt", "trial.json"
 LOCK_FILE, STOP_FILE = "study.lock", "stop_requested"
 RUN_LOG, RAY_LOGS = "run.log", "ray-logs"
+HISTORY_SOURCES = "history.sources.json"
 
 
 class RecordError(ValueError):
@@ -342,6 +345,7 @@ class StudyFolder:
     optuna_db = property(lambda self: self.root / OPTUNA_DB)
     results = property(lambda self: self.root / RESULTS_FILE)
     history = property(lambda self: self.root / HISTORY_PARQUET)
+    history_sources = property(lambda self: self.root / HISTORY_SOURCES)
     pareto = property(lambda self: self.root / PARETO_PNG)
     report = property(lambda self: self.root / REPORT_FILE)
     ray = property(lambda self: self.root / RAY_DIR)

@@ -4,7 +4,10 @@ the slow path."""
 
 import json
 import math
+import os
+import shutil
 
+import pyarrow.parquet as pq
 import pytest
 
 from study import export
@@ -138,3 +141,44 @@ def test_no_trials_gives_the_empty_table(tmp_path):
     assert table.num_rows == 0 and table.schema.names == ["trial_id", "step", "split", "term", "value"]
     assert table.schema.metadata == {b"vae_study.schema_version": b"2"}
     assert json.loads("2") == int(table.schema.metadata[b"vae_study.schema_version"])
+
+
+def test_a_repeat_export_keeps_history_parquet_until_a_history_changes(tmp_path, monkeypatch):
+    for i in range(3):
+        _trial(tmp_path, f"t{i:04d}")
+    folder = StudyFolder(tmp_path)
+    export.export_results(tmp_path, [])
+    first = folder.history.read_bytes()
+    assert folder.history_sources.exists()
+    built = []
+    reader = export.history_table
+    monkeypatch.setattr(export, "history_table", lambda root: built.append(root) or reader(root))
+
+    export.export_results(tmp_path, [])  # nothing changed: kept, not rebuilt
+    assert built == [] and folder.history.read_bytes() == first
+
+    TrialFolder(tmp_path / "trials" / "t0001").append_history(40, {"recon": 7.0}, "train")
+    export.export_results(tmp_path, [])  # a trial logged on (a longer file)
+    assert len(built) == 1 and _fast_rows(tmp_path) == _comparable(reference_rows(tmp_path))
+    assert ("t0001", 40, "train", "recon", 7.0) in _comparable(reference_rows(tmp_path))
+
+    _trial(tmp_path, "t0003")
+    export.export_results(tmp_path, [])  # a new trial
+    assert len(built) == 2
+
+    history = TrialFolder(tmp_path / "trials" / "t0000").history_file
+    stat = history.stat()
+    history.write_text(history.read_text().replace("0.5", "0.7"))  # the same size, rewritten later
+    os.utime(history, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    export.export_results(tmp_path, [])
+    assert len(built) == 3 and pq.read_table(folder.history).equals(reader(tmp_path))
+
+    shutil.rmtree(tmp_path / "trials" / "t0002")
+    export.export_results(tmp_path, [])  # a trial removed
+    assert len(built) == 4 and "t0002" not in pq.read_table(folder.history).column("trial_id").to_pylist()
+
+    folder.history.unlink()
+    export.export_results(tmp_path, [])  # history.parquet gone (its sources file left behind)
+    assert len(built) == 5 and folder.history.exists()
+    export.export_results(tmp_path, [])
+    assert len(built) == 5
