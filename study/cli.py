@@ -22,8 +22,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from study.errors import SpecError
 from study.folder import RecordError, StudyFolder
-from study.spec import SpecError, load_spec, read_spec_text
 
 if TYPE_CHECKING:
     from study.runner import Output, StudyOutcome
@@ -144,7 +144,7 @@ def _command() -> str:
 
 def _load_spec(args: argparse.Namespace) -> StudySpec:
     """The spec with ``--num-trials`` applied."""
-    spec = load_spec(args.spec)
+    spec = _load_spec_file(args.spec)  # the trainers' registries (torch): only commands that read a spec
     if args.num_trials is not None:
         if args.num_trials < 1:
             raise SpecError("--num-trials: must be >= 1")
@@ -152,6 +152,12 @@ def _load_spec(args: argparse.Namespace) -> StudySpec:
             raise SpecError("--num-trials: a grid study runs every combination of its choices and seeds")
         spec.search.num_trials = args.num_trials
     return spec
+
+
+def _load_spec_file(path: Path) -> StudySpec:
+    from study.spec import load_spec
+
+    return load_spec(path)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -163,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
     output = _output(args)
 
     from study.runner import run_study  # Ray and MLflow load only when a study runs
+    from study.spec import read_spec_text
 
     text = read_spec_text(args.spec)
     outcome = run_study(
@@ -254,7 +261,7 @@ def _submit(args: argparse.Namespace) -> int:
             raise SpecError("--resume: a resumed study keeps its folder and its number of trials")
         study_dir = _cluster_path(args.resume, "--resume")
         folder = StudyFolder(study_dir)
-        spec = load_spec(folder.spec_yaml) if folder.spec_yaml.is_file() else None  # when the share is mounted here
+        spec = _load_spec_file(folder.spec_yaml) if folder.spec_yaml.is_file() else None  # a share mounted here
         name = spec.name if spec else Path(study_dir).name
         arguments = ["resume", study_dir, "--take-over"]
     else:
@@ -390,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "validate":
-            spec = load_spec(args.spec)
+            spec = _load_spec_file(args.spec)
             print(spec.model_dump_json(indent=2))
             return 0
         if args.command == "status":

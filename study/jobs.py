@@ -25,7 +25,6 @@ import asyncio
 import getpass
 import logging
 import os
-import re
 import shlex
 import shutil
 import socket
@@ -37,8 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study.interrupt import GRACE_SECONDS
-from study.preflight import PreflightError
+from study.errors import PreflightError
 
 if TYPE_CHECKING:
     from ray.job_submission import JobDetails, JobSubmissionClient
@@ -50,12 +48,11 @@ METADATA_KEY = "vae_study"
 #: The packages a job carries to the cluster (the project as submitted).
 PACKAGES = ("study", "trainers", "analysis")
 #: Seconds Ray waits after SIGTERM before it kills a stopped study's driver: the trials'
-#: grace period (``study.interrupt.GRACE_SECONDS``) and a minute for the driver to close.
-STOP_WAIT_SECONDS = int(GRACE_SECONDS) + 60
+#: grace period (``study.interrupt.GRACE_SECONDS``, 120 s) and a minute for the driver to
+#: close (a literal: ``jobs``, ``logs`` and ``stop`` do not import Ray Tune).
+STOP_WAIT_SECONDS = 180
 #: Seconds a submission waits for the head's job agent (a cluster that has just started).
 AGENT_WAIT_SECONDS = 60.0
-#: The run log's header (``study.progress.RunLog.header``).
-HEADER = re.compile(r"\[(\d+)/(\d+) done, (\d+) running, (\d+) failed\]")
 #: What a driver's exit code means (``study.cli.ExitCode``).
 EXIT_MEANING = {0: "done", 1: "trials errored", 2: "bad input", 130: "stopped"}
 
@@ -240,6 +237,8 @@ def study_jobs(client: JobSubmissionClient, with_progress: bool = True) -> list[
         client: the cluster's job client.
         with_progress: read each study's log for its trials done (one request per job).
     """
+    from study.progress import last_progress  # with Ray Tune: only where logs are read
+
     jobs = []
     for details in client.list_jobs():
         meta = details.metadata or {}
@@ -249,7 +248,7 @@ def study_jobs(client: JobSubmissionClient, with_progress: bool = True) -> list[
         if meta.get("trials"):
             total = int(meta["trials"])
         if with_progress and details.submission_id:
-            progress = progress_of(client.get_job_logs(details.submission_id))
+            progress = last_progress(client.get_job_logs(details.submission_id))
             if progress is not None:
                 done, total = progress
         jobs.append(
@@ -267,12 +266,6 @@ def study_jobs(client: JobSubmissionClient, with_progress: bool = True) -> list[
             )
         )
     return sorted(jobs, key=lambda job: job.started or datetime.min)
-
-
-def progress_of(log: str) -> tuple[int, int] | None:
-    """Trials done and in all, from the last run-log header in ``log`` (None: none yet)."""
-    headers = HEADER.findall(log)
-    return (int(headers[-1][0]), int(headers[-1][1])) if headers else None
 
 
 def find_job(client: JobSubmissionClient, reference: str) -> StudyJob:

@@ -26,19 +26,16 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from study.errors import PreflightError
 from study.folder import StudyFolder
 from study.space import storage_url
-from study.spec import SpecError, StudySpec
+from study.spec import StudySpec
 
 #: Seconds a storage or tracking server has to answer.
 CONNECT_SECONDS = 10
 #: Where Ray's cluster launcher leaves its config on the head node: Ray Tune's own
 #: sign that an autoscaler may add nodes (``ray.tune.execution.cluster_info``).
 AUTOSCALER_CONFIG = Path("~/ray_bootstrap_config.yaml")
-
-
-class PreflightError(SpecError):
-    """The study cannot run as specified; ``str(error)`` is ``field: cause`` per line."""
 
 
 def check_study_dir(folder: StudyFolder, option: str = "--study-dir") -> None:

@@ -16,6 +16,7 @@ study's own pace so far: the time per ended trial in this run times the trials l
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -37,6 +38,16 @@ _VERBS = {
     TrialStatus.PRUNED: "pruned",
     TrialStatus.ERROR: "crashed",
 }
+
+
+#: The header :meth:`RunLog.header` writes (read back by ``study.jobs`` from a job's log).
+HEADER = re.compile(r"\[(\d+)/(\d+) done, (\d+) running, (\d+) failed\]")
+
+
+def last_progress(log: str) -> tuple[int, int] | None:
+    """Trials ended and in all, from the last header in a run log's text (None: no header yet)."""
+    headers = HEADER.findall(log)
+    return (int(headers[-1][0]), int(headers[-1][1])) if headers else None
 
 
 def clip(line: str, width: int = MAX_LINE) -> str:

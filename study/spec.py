@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from study.errors import SpecError
 from trainers.config import MAX_STEPS, EvalConfig, ModelOptions, TrainConfig, TrainingOptions
 from trainers.data import DATASETS, DataFileError, make_dataset
 from trainers.metrics import METRICS
@@ -28,10 +29,6 @@ from trainers.schedules import FAMILIES, Schedule, ScheduleError
 
 #: Trials of one study: more is a typo (the Locatello et al. study has 12,600).
 MAX_TRIALS = 1_000_000
-
-
-class SpecError(ValueError):
-    """An invalid study spec; ``str(error)`` lists one ``field: problem`` per line."""
 
 
 def _is_number(annotation: Any) -> bool:

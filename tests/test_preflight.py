@@ -82,3 +82,19 @@ def test_gpus_the_cluster_lacks(cli, tmp_path):
     result = cli.run("run", spec, "--study-dir", tmp_path / "study", timeout=120)
     _refused(result, tmp_path / "study", "resources.gpus: each trial asks for 1 GPU(s), but no node of the cluster")
     assert time.monotonic() - began < 60
+
+
+def test_the_cluster_check_from_a_node_list():
+    """What `submit` checks from the dashboard's node list (``autoscaler=None``: cannot tell)."""
+    from study.preflight import PreflightError, check_cluster
+    from study.spec import parse_spec
+
+    spec = parse_spec(tiny_spec(resources={"cpus": 4}))
+    with pytest.raises(PreflightError, match=r"storage\.shared: this Ray cluster has 2 nodes"):
+        check_cluster(spec, [{"CPU": 8}, {"CPU": 8}], autoscaler=None)
+    assert check_cluster(spec, [{"CPU": 4}], autoscaler=None) is None
+    note = check_cluster(spec, [{"CPU": 2}], autoscaler=None)
+    assert note.startswith("resources.cpus: no node has 4 CPU(s)") and "driver checks again" in note
+    assert "autoscaler adds one" in check_cluster(spec, [{"CPU": 2}], autoscaler=True)
+    with pytest.raises(PreflightError, match=r"resources\.cpus: each trial asks for 4 CPU"):
+        check_cluster(spec, [{"CPU": 2}], autoscaler=False)

@@ -10,7 +10,7 @@ from scaffold import tiny_spec
 from analysis.pareto import pareto_mask
 from study.folder import StudyFolder, TrialRecord, TrialStatus
 from study.naming import next_number, pack_id, trial_id, trial_label, weight_label
-from study.progress import MAX_LINE, Front, RunLog, clip, duration
+from study.progress import MAX_LINE, Front, RunLog, clip, duration, last_progress
 from study.spec import parse_spec
 
 
@@ -77,6 +77,8 @@ def test_a_resumed_packs_run_log_counts_each_trial_once(tmp_path):
         "[2/4 done, 0 running, 0 failed] front 2 · ETA " + lines[-1].rsplit("ETA ", 1)[1],
     ]
     assert (tmp_path / "run.log").read_text().splitlines() == out.getvalue().splitlines()
+    assert last_progress(out.getvalue()) == (2, 4)  # what `vae-study jobs` reads from a job's log
+    assert last_progress("started  t0000-beta_vae-beta=2-s0\n") is None
     failed = _record("t0004", float("nan"), 0.0, TrialStatus.FAILED, "term 'kl' became non-finite at step 3")
     folder.trial("t0004").create().write_record(failed)
     quiet = io.StringIO()
