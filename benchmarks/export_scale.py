@@ -7,11 +7,13 @@ it, and a ``history.jsonl`` of ``--logs`` training reports plus the held-out lin
 ``spec.json`` to a temporary study folder, then times
 
 * :func:`study.export.export_results` (``results.parquet`` and ``history.parquet``):
-  the first export of the folder, and the median of ``--repeat`` more;
+  the first export of the folder, and the median of ``--repeat`` more (which keep the
+  unchanged ``history.parquet``);
 * :func:`study.status.study_status` + :func:`study.status.format_status`: median of
   ``--repeat`` runs;
 
-and reads both files back with plain pandas.  Records carry no ``codes`` artifact
+and reads both files back with plain pandas.  Wall and CPU seconds (all threads) are printed,
+with the load average: on a shared host the CPU figure is the steadier one.  Records carry no ``codes`` artifact
 (UDR would read every trial's ``codes.npz``; it is timed by the UDR benchmarks).
 
     python benchmarks/export_scale.py [--trials 1000] [--logs 120] [--repeat 3]
@@ -92,9 +94,14 @@ def write_trials(root: Path, trials: int, logs: int) -> None:
 
 
 def _timed(action: object) -> float:
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     action()  # type: ignore[operator]
+    _cpu.append(time.process_time() - cpu)
     return time.perf_counter() - began
+
+
+#: CPU seconds of each timed action (all threads): on a shared host they vary less than wall times.
+_cpu: list[float] = []
 
 
 def _status(root: Path) -> str:
@@ -111,16 +118,23 @@ def main() -> None:
         root = Path(folder)
         wrote = _timed(lambda: (write_spec(root, args.trials, args.logs), write_trials(root, args.trials, args.logs)))
         os.sync()  # the first export should not pay for the writer's dirty pages
+        load = os.getloadavg()[0]
         first = _timed(lambda: export_results(root, OBJECTIVES))
+        first_cpu = _cpu[-1]
         again = [_timed(lambda: export_results(root, OBJECTIVES)) for _ in range(args.repeat)]
+        again_cpu = statistics.median(_cpu[-args.repeat :])
         status = [_timed(lambda: _status(root)) for _ in range(args.repeat)]
+        status_cpu = statistics.median(_cpu[-args.repeat :])
+        load = max(load, os.getloadavg()[0])
         results = pd.read_parquet(root / "results.parquet")
         history = pd.read_parquet(root / "history.parquet")
         summary = _status(root).splitlines()[1].strip()
     print(f"{args.trials} trials, {len(history):,} history rows ({args.logs} logs x {len(TERMS)} terms + held-out)")
     print(f"wrote the folder in {wrote:.1f} s")
-    print(f"export: first {first:.2f} s, then {statistics.median(again):.2f} s (median of {_list(again)})")
-    print(f"status: {statistics.median(status):.2f} s (median of {_list(status)}): {summary}")
+    print(f"export: first {first:.2f} s ({first_cpu:.2f} s CPU), then {statistics.median(again):.2f} s "
+          f"({again_cpu:.2f} s CPU; median of {_list(again)})")  # fmt: skip
+    print(f"status: {statistics.median(status):.2f} s ({status_cpu:.2f} s CPU; median of {_list(status)}): {summary}")
+    print(f"load average (1 min) up to {load:.1f} on {os.cpu_count()} CPUs")
     print(f"results.parquet: {len(results)} rows x {results.shape[1]} columns")
 
 
