@@ -152,7 +152,7 @@ def test_a_repeat_export_keeps_history_parquet_until_a_history_changes(tmp_path,
     assert folder.history_sources.exists()
     built = []
     reader = export.history_table
-    monkeypatch.setattr(export, "history_table", lambda root: built.append(root) or reader(root))
+    monkeypatch.setattr(export, "history_table", lambda root, trials: built.append(root) or reader(root, trials))
 
     export.export_results(tmp_path, [])  # nothing changed: kept, not rebuilt
     assert built == [] and folder.history.read_bytes() == first
