@@ -13,7 +13,14 @@ fresh folder and prints, in one table:
 With ``--synthetic N`` it also writes N synthetic trial records (the trials' format) and
 times export, status and report on them.
 
+With ``--end-to-end N`` it runs one study of N tiny trials (packs of ``--pack``'s first K)
+the way a long sweep lives: ``status`` while it runs (at a quarter of the trials), a
+SIGKILL of the driver with its local Ray and workers once half have ended, ``resume
+--take-over``, then ``export`` and ``report``; it checks that the study ends with exactly
+N completed trials (parquet rows and MLflow runs) and prints each phase's figures.
+
     python benchmarks/sweep_scale.py --trials 30 100 300 --pack 1 8 [--synthetic 10000]
+    python benchmarks/sweep_scale.py --end-to-end 1000 --pack 8
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -146,12 +154,91 @@ def run_synthetic(trials: int, root: Path) -> dict[str, object]:
     }
 
 
+def ended_trials(study: Path) -> int:
+    return sum(1 for _ in (study / "trials").glob("*/result.json")) if (study / "trials").is_dir() else 0
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a driver and every process below it (its local Ray: GCS, raylet, workers)."""
+    import psutil
+
+    try:
+        family = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    for victim in [psutil.Process(proc.pid), *family] if proc.poll() is None else family:
+        try:
+            victim.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait()
+
+
+def run_end_to_end(trials: int, pack: int, root: Path) -> dict[str, object]:
+    spec = json.loads(json.dumps(TINY))
+    spec["search"]["num_trials"] = trials
+    spec["training"]["pack_size"] = pack
+    path = root / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    study = root / "study"
+    row: dict[str, object] = {"trials": trials, "pack": pack}
+    began = time.perf_counter()
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "run", str(path), "--study-dir", str(study), "--quiet"],
+        cwd=root, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    sampler = ProcessSampler(driver.pid)
+    sampler.start()
+    while ended_trials(study) < trials // 4 and driver.poll() is None:
+        time.sleep(1)
+    row["status_while_running_s"] = round(cli("status", study, cwd=root), 2)
+    while ended_trials(study) < trials // 2 and driver.poll() is None:
+        time.sleep(0.5)
+    row["ended_at_kill"] = ended_trials(study)
+    row["run_wall_s"] = round(time.perf_counter() - began, 1)
+    kill_tree(driver)
+    sampler.join()
+    row["driver_cpu_s"], row["driver_peak_mb"] = round(sampler.cpu_seconds, 1), round(sampler.peak_mb)
+    began = time.perf_counter()
+    resume = subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "resume", str(study), "--take-over", "--quiet"],
+        cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    sampler = ProcessSampler(resume.pid)
+    sampler.start()
+    out = resume.communicate()[0]
+    sampler.join()
+    if resume.returncode != 0:
+        raise SystemExit(f"the resume failed ({resume.returncode}):\n{out[-4000:]}")
+    row["resume_wall_s"] = round(time.perf_counter() - began, 1)
+    row["resume_driver_cpu_s"], row["resume_driver_peak_mb"] = round(sampler.cpu_seconds, 1), round(sampler.peak_mb)
+    df = pd.read_parquet(study / "results.parquet")
+    with sqlite3.connect(study / "mlflow.db") as db:
+        nested = db.execute("SELECT count(*) FROM tags WHERE key = 'mlflow.parentRunId'").fetchone()[0]
+    if len(df) != trials or not df["trial_id"].is_unique or nested != trials:
+        raise SystemExit(f"the study ended with {len(df)} rows ({df['trial_id'].nunique()} ids), {nested} MLflow runs")
+    row["completed"] = int((df["status"] == "completed").sum())
+    row["resumed_trials"] = int((df["resumed_from_step"].fillna(0) > 0).sum())
+    row["disk_mb_per_trial"] = round(disk_bytes(study) / trials / 2**20, 2)
+    row["export_s"] = round(cli("export", study, cwd=root), 2)
+    row["status_s"] = round(cli("status", study, cwd=root), 2)
+    row["report_s"] = round(cli("report", study, cwd=root), 2)
+    row["report_mb"] = round((study / "report.html").stat().st_size / 2**20, 2)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, nargs="+", default=[30])
     parser.add_argument("--pack", type=int, nargs="+", default=[1])
     parser.add_argument("--synthetic", type=int, default=0, help="also time export/status/report on N records")
+    parser.add_argument("--end-to-end", type=int, default=0, metavar="N", help="one N-trial study, killed and resumed")
     args = parser.parse_args()
+    if args.end_to_end:
+        with tempfile.TemporaryDirectory() as folder:
+            row = run_end_to_end(args.end_to_end, args.pack[0], Path(folder))
+        print(json.dumps(row), flush=True)
+        return
     rows = []
     for pack in args.pack:
         for trials in args.trials:

@@ -16,12 +16,13 @@ from study.folder import StudyFolder, checkpoint_dir, checkpoint_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
 
-#: Long enough trials to be caught running and stopped mid-way (checkpoints every 50 steps).
+#: One trial long enough to be stopped mid-way (checkpoints every 50 steps) even when the stop
+#: takes tens of seconds to arrive, as on a loaded 2-core host.
 SLOW = tiny_spec(
     name="slow",
-    training={"steps": 400, "log_every": 10, "checkpoint_every": 50},
+    training={"steps": 1000, "log_every": 10, "checkpoint_every": 50},
     weights={"beta": {"schedule": "constant", "value": {"low": 0.5, "high": 8, "log": True}}},
-    search={"num_trials": 2, "max_concurrent": 1},
+    search={"num_trials": 1, "max_concurrent": 1},
 )
 QUICK = tiny_spec(
     name="quick",
@@ -98,7 +99,7 @@ def test_two_studies_side_by_side_one_stopped_and_resumed(cluster, tmp_path):
     assert listed.returncode == 0, listed.stderr
     rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
     assert set(rows) >= {slow_job, quick_job}, listed.stdout
-    assert re.search(r"^\S+\s+slow\s+(PENDING|RUNNING)\s+[01]/2\s", rows[slow_job]), listed.stdout
+    assert re.search(r"^\S+\s+slow\s+(PENDING|RUNNING)\s+0/1\s", rows[slow_job]), listed.stdout
     assert re.search(r"^\S+\s+quick\s+(PENDING|RUNNING)\s+[01]/2\s", rows[quick_job]), listed.stdout
 
     # Side by side, each study at its own max_concurrent (1): watch the trial folders until the
@@ -112,14 +113,16 @@ def test_two_studies_side_by_side_one_stopped_and_resumed(cluster, tmp_path):
         victim = next((t for t in running["slow"] if step_of(slow_dir, t) >= 50), None)
         time.sleep(0.3)
     assert victim, cli.run("logs", slow_job, *address).stdout[-3000:]
+    asked = time.monotonic()
     stopped = cli.run("stop", slow_job, *address)
+    stop_seconds = time.monotonic() - asked
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert f"job {slow_job}: STOPPED" in stopped.stdout and f"submit --resume {slow_dir}" in stopped.stdout
     done_before = {p.parent.name for p in (slow_dir / "trials").glob("*/result.json")}
     log = cli.run("logs", "slow", *address)  # by the study's name: its latest job
-    assert victim not in done_before and step_of(slow_dir, victim) >= 50, log.stdout[-3000:]
+    assert victim not in done_before and step_of(slow_dir, victim) >= 50, f"{stop_seconds:.0f} s: {log.stdout[-3000:]}"
     assert log.returncode == 0 and re.search(r"started +t0000-beta_vae-beta=", log.stdout), log.stdout[-2000:]
-    assert re.search(r"\[[01]/2 done, 1 running, 0 failed\]", log.stdout), log.stdout[-2000:]
+    assert re.search(r"\[0/1 done, [01] running, 0 failed\]", log.stdout), log.stdout[-3000:]
     assert "Study 'slow' stopped" in log.stdout, log.stdout[-2000:]
 
     resumed = cli.run("submit", "--resume", slow_dir, *address)
@@ -131,10 +134,10 @@ def test_two_studies_side_by_side_one_stopped_and_resumed(cluster, tmp_path):
     followed = cli.run("logs", quick_job, "--follow", *address, timeout=600)
     assert followed.returncode == 0 and "Study 'quick' done: 2 completed" in followed.stdout, followed.stdout[-3000:]
     followed = cli.run("logs", resumed_job, "-f", *address, timeout=600)
-    assert followed.returncode == 0 and "Study 'slow' done: 2 completed" in followed.stdout, followed.stdout[-3000:]
+    assert followed.returncode == 0 and "Study 'slow' done: 1 completed" in followed.stdout, followed.stdout[-3000:]
 
     assert together and most == {"slow": 1, "quick": 1}  # side by side, each at its own cap
-    for study_dir, name, count in ((slow_dir, "slow", 2), (quick_dir, "quick", 2)):
+    for study_dir, name, count in ((slow_dir, "slow", 1), (quick_dir, "quick", 2)):
         df = load_results(study_dir)
         assert len(df) == count and df["trial_id"].is_unique and (df["status"] == "completed").all()
         runs = StudyRuns.of(study_dir, name)
@@ -144,11 +147,11 @@ def test_two_studies_side_by_side_one_stopped_and_resumed(cluster, tmp_path):
     assert row["resumed_from_step"] >= 50
     history = pd.read_parquet(slow_dir / "history.parquet")
     recon = history[(history["trial_id"] == victim) & (history["split"] == "train") & (history["term"] == "recon")]
-    assert list(recon["step"]) == list(range(10, 401, 10))
+    assert list(recon["step"]) == list(range(10, 1001, 10))
 
     listed = cli.run("jobs", *address).stdout
     assert re.search(rf"^{slow_job}\s+slow\s+STOPPED", listed, re.M), listed
-    assert re.search(rf"^{resumed_job}\s+slow\s+SUCCEEDED\s+2/2\s", listed, re.M), listed
+    assert re.search(rf"^{resumed_job}\s+slow\s+SUCCEEDED\s+1/1\s", listed, re.M), listed
     assert re.search(rf"^{quick_job}\s+quick\s+SUCCEEDED\s+2/2\s", listed, re.M), listed
     assert re.search(r"^toobig-\S+\s+toobig\s+FAILED \(exit 2: bad input\)\s+0/2\s", listed, re.M), listed
     assert not (tmp_path / "shared" / "toobig").exists()
