@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -158,18 +159,30 @@ def ended_trials(study: Path) -> int:
     return sum(1 for _ in (study / "trials").glob("*/result.json")) if (study / "trials").is_dir() else 0
 
 
-def kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL a driver and every process below it (its local Ray: GCS, raylet, workers)."""
-    import psutil
+def descendants(root: int) -> list[int]:
+    """Every live process below ``root``, from /proc (a local Ray's GCS, raylet and workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
 
-    try:
-        family = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        family = []
-    for victim in [psutil.Process(proc.pid), *family] if proc.poll() is None else family:
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a driver and every process below it, as when its machine dies."""
+    for pid in [proc.pid, *descendants(proc.pid)]:
         try:
-            victim.kill()
-        except psutil.NoSuchProcess:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
     proc.wait()
 

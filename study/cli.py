@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("spec", type=Path, nargs="?", help="the study's spec (or --resume STUDY_DIR)")
     submit.add_argument("--resume", metavar="STUDY_DIR", help="go on with a stopped or crashed study, as a job")
+    submit.add_argument(
+        "--take-over", action="store_true",
+        help="with --resume: claim a folder whose driver died (its study.lock names a dead process or another host)",
+    )  # fmt: skip
     submit.add_argument("--study-dir", help="the study folder: an absolute path on the cluster's shared filesystem")
     submit.add_argument("--num-trials", type=int, help="override search.num_trials")
     submit.add_argument(
@@ -256,17 +260,22 @@ def _submit(args: argparse.Namespace) -> int:
 
     if (args.spec is None) == (args.resume is None):
         raise SpecError("submit: give a SPEC to start a study, or --resume STUDY_DIR to go on with one")
+    if args.progress_every <= 0:
+        raise SpecError("--progress-every: must be > 0 seconds")
     if args.resume is not None:
-        if args.study_dir or args.num_trials:
+        if args.study_dir is not None or args.num_trials is not None:
             raise SpecError("--resume: a resumed study keeps its folder and its number of trials")
         study_dir = _cluster_path(args.resume, "--resume")
         folder = StudyFolder(study_dir)
         spec = _load_spec_file(folder.spec_yaml) if folder.spec_yaml.is_file() else None  # a share mounted here
         name = spec.name if spec else Path(study_dir).name
-        arguments = ["resume", study_dir, "--take-over"]
+        arguments = ["resume", study_dir] + (["--take-over"] if args.take_over else [])
     else:
+        if args.take_over:
+            raise SpecError("--take-over: only with --resume")
         spec = _load_spec(args)
-        study_dir = _cluster_path(args.study_dir or spec.study_dir, "--study-dir")
+        _cluster_paths(spec)
+        study_dir = _cluster_path(args.study_dir or spec.study_dir, "--study-dir" if args.study_dir else "study_dir")
         if StudyFolder(study_dir).spec_json.exists():
             raise SpecError(f"--study-dir: {study_dir} holds a study; go on with it: vae-study submit --resume DIR")
         name = spec.name
@@ -292,13 +301,41 @@ def _submit(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _job_command(args: argparse.Namespace) -> int:
+    """``submit``, ``jobs``, ``logs``, ``stop``: a dashboard that fails part-way is exit 2 with its
+    cause (not a traceback); Ctrl+C leaves the cluster's studies as they are."""
+    from study import jobs
+
+    command = {"submit": _submit, "jobs": _jobs, "logs": _logs, "stop": _stop}[args.command]
+    try:
+        return command(args)
+    except jobs.network_errors() as error:
+        address = jobs.dashboard_address(args.address)
+        print(f"error: --address: Ray's job API at {address} failed: {jobs._why(error)}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    except KeyboardInterrupt:
+        print("\ninterrupted; the cluster's studies are as they were (vae-study jobs lists them)", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
 def _cluster_path(path: str | None, option: str) -> str:
     if not path or not Path(path).is_absolute():
         raise SpecError(
             f"{option}: a submitted study's folder is a path on the cluster's shared filesystem, given absolute "
-            f"(e.g. {option} /shared/studies/NAME), not {path!r}"
+            f"(e.g. --study-dir /shared/studies/NAME), not {path!r}"
         )
     return str(path)
+
+
+def _cluster_paths(spec: StudySpec) -> None:
+    """A spec's own paths resolve on the head, inside the job's temporary working_dir: refuse relative ones."""
+    path = spec.storage.path
+    if path and "://" not in path and not Path(path).is_absolute():
+        raise SpecError(f"storage.path: {path!r} would lie in the job's temporary folder on the head; give it absolute")
+    uri = spec.tracking.uri or ""
+    local = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else uri if "://" not in uri else ""
+    if local and not Path(local).is_absolute():
+        raise SpecError(f"tracking.uri: {uri!r} would lie in the job's temporary folder on the head; give it absolute")
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -347,6 +384,10 @@ def _stop(args: argparse.Namespace) -> int:
     print(f"stopping {job.job_id}: its running trials checkpoint first (at most {jobs.STOP_WAIT_SECONDS} s) ...")
     jobs.wait_until_ended(client, job.job_id, jobs.STOP_WAIT_SECONDS + 30)
     ended = jobs.find_job(client, job.job_id)
+    if not ended.ended:
+        waited = jobs.STOP_WAIT_SECONDS + 30
+        print(f"error: job {ended.job_id} is still {ended.state} after {waited} s", file=sys.stderr)
+        return ExitCode.TRIALS_ERRORED
     print(f"job {ended.job_id}: {ended.outcome}; resume with: {resume}")
     return ExitCode.OK
 
@@ -409,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "resume":
             return _resume(args)
         if args.command in ("submit", "jobs", "logs", "stop"):
-            return {"submit": _submit, "jobs": _jobs, "logs": _logs, "stop": _stop}[args.command](args)
+            return _job_command(args)
         return _export(args)
     except (SpecError, RecordError) as error:
         print(f"error: {error}", file=sys.stderr)

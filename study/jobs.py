@@ -25,6 +25,7 @@ import asyncio
 import getpass
 import logging
 import os
+import posixpath
 import shlex
 import shutil
 import socket
@@ -124,7 +125,24 @@ def _why(error: BaseException) -> str:
             "the dashboard wants the cluster's token: export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> "
             "(or the token in ~/.ray/auth_token)"
         )
-    return (text.splitlines() or [type(error).__name__])[0][:300]
+    # The job server answers errors with its traceback: its last line says what went wrong.
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
+def network_errors() -> tuple[type[BaseException], ...]:
+    """What a job command meets when the dashboard goes away part-way (a dropped tunnel, a head
+    restarting): requests' errors are OSErrors, the SDK's are RuntimeErrors, the log tail's aiohttp's."""
+    import aiohttp
+    from ray.exceptions import RayError
+    from ray.util.state.exception import RayStateApiException
+
+    return (OSError, RuntimeError, RayError, RayStateApiException, aiohttp.ClientError)
+
+
+def same_folder(a: str, b: str) -> bool:
+    """Whether two paths on the cluster name one folder (``/x/y/`` and ``/x//y``)."""
+    return posixpath.normpath(a) == posixpath.normpath(b)
 
 
 def study_total(spec: StudySpec) -> int:
@@ -141,7 +159,7 @@ def check_submission(client: JobSubmissionClient, spec: StudySpec | None, study_
     job of this tool uses ``study_dir``; the cluster's nodes (shared storage for several, room for
     a trial: ``study.preflight.check_cluster``).  Returns a note to print, if any."""
     for job in study_jobs(client, with_progress=False):
-        if job.study_dir == study_dir and not job.ended:
+        if same_folder(job.study_dir, study_dir) and not job.ended:
             raise PreflightError(
                 f"--study-dir: {study_dir} is in use by job {job.job_id} ({job.state}); "
                 f"vae-study stop {job.job_id} first, or choose another folder"
@@ -156,8 +174,10 @@ def check_submission(client: JobSubmissionClient, spec: StudySpec | None, study_
 def _node_resources(client: JobSubmissionClient) -> list[dict[str, float]]:
     from ray.util.state import list_nodes
 
-    nodes = list_nodes(address=client.get_address(), raise_on_missing_output=False)
-    return [dict(n.resources_total or {}) for n in nodes if n.state == "ALIVE"]
+    nodes = list_nodes(
+        address=client.get_address(), filters=[("state", "=", "ALIVE")], limit=10_000, raise_on_missing_output=False
+    )
+    return [dict(n.resources_total or {}) for n in nodes]
 
 
 def submit(
@@ -192,7 +212,7 @@ def submit(
         "study": name,
         "study_dir": study_dir,
         "trials": "" if total is None else str(total),
-        "user": getpass.getuser(),
+        "user": _user(),
         "host": socket.gethostname(),
     }
     entrypoint = shlex.join(["python", "-m", "study.cli", *arguments])
@@ -216,6 +236,13 @@ def submit(
                     time.sleep(1.0)  # a head that has just started: its job agent registers within seconds
                 else:
                     raise PreflightError(f"--address: the cluster refused the job: {_why(error)}") from None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container without a passwd entry for its uid
+        return str(os.getuid())
 
 
 def _stage(root: Path, spec_file: Path | None) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from scaffold import Cli, LoopbackCluster, StudyRuns, tiny_spec
+from scaffold import Cli, LoopbackCluster, StudyRuns, free_port, tiny_spec
 
 from analysis import load_results
 from study.folder import StudyFolder, checkpoint_dir, checkpoint_step
@@ -28,14 +28,15 @@ QUICK = tiny_spec(
     name="quick",
     training={"steps": 150, "log_every": 10, "checkpoint_every": 50},
     weights={"beta": {"schedule": "constant", "value": {"low": 0.5, "high": 8, "log": True}}},
-    search={"num_trials": 2, "max_concurrent": 1},
+    search={"num_trials": 3, "max_concurrent": 1},
 )
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     cluster = LoopbackCluster(tmp_path_factory.mktemp("jobs-cluster"))
-    cluster.start_head(dashboard=True, cpus=2)
+    # Room for more trials than the studies' caps allow together: a cap that did not hold would show.
+    cluster.start_head(dashboard=True, cpus=4)
     try:
         cluster.wait_for_nodes(1)
         yield cluster
@@ -71,6 +72,18 @@ def test_bad_submissions_are_refused_before_anything_is_submitted(cluster, tmp_p
     assert no_token.returncode == 2 and "token" in no_token.stderr, no_token.stderr
     gcs = cli.call("jobs", "--address", cluster.address)
     assert gcs.returncode == 2 and "an http(s):// address" in gcs.stderr
+    nobody = cli.call("jobs", "--address", f"http://127.0.0.1:{free_port()}")
+    assert nobody.returncode == 2 and "cannot use Ray's job API" in nobody.stderr and "Traceback" not in nobody.stderr
+    for spec_changes, extra, expected in (
+        ({"storage": {"path": "ray-state"}}, (), "storage.path: 'ray-state' would lie in the job's temporary folder"),
+        ({"tracking": {"uri": "sqlite:///mlflow.db"}}, (), "tracking.uri: 'sqlite:///mlflow.db' would lie"),
+        ({}, ("--progress-every", 0), "--progress-every: must be > 0"),
+    ):
+        refused = cli.call("submit", cli.write_spec({**QUICK, **spec_changes}, "bad.yaml"), "--study-dir",
+                           tmp_path / "q", *extra, "--address", cluster.dashboard_url)  # fmt: skip
+        assert refused.returncode == 2 and expected in refused.stderr, refused.stderr
+    resumed = cli.call("submit", "--resume", tmp_path / "q", "--num-trials", 0, "--address", cluster.dashboard_url)
+    assert resumed.returncode == 2 and "--resume: a resumed study keeps its folder" in resumed.stderr
     unknown = cli.run("logs", "no-such-study", "--address", cluster.dashboard_url)
     assert unknown.returncode == 2 and "no study job or study named 'no-such-study'" in unknown.stderr
     listed = cli.run("jobs", "--address", cluster.dashboard_url)
@@ -100,7 +113,7 @@ def test_two_studies_side_by_side_one_stopped_and_resumed(cluster, tmp_path):
     rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
     assert set(rows) >= {slow_job, quick_job}, listed.stdout
     assert re.search(r"^\S+\s+slow\s+(PENDING|RUNNING)\s+0/1\s", rows[slow_job]), listed.stdout
-    assert re.search(r"^\S+\s+quick\s+(PENDING|RUNNING)\s+[01]/2\s", rows[quick_job]), listed.stdout
+    assert re.search(r"^\S+\s+quick\s+(PENDING|RUNNING)\s+[0-2]/3\s", rows[quick_job]), listed.stdout
 
     # Side by side, each study at its own max_concurrent (1): watch the trial folders until the
     # slow study's trial is mid-way (checkpointed at step 50 or later), then stop that study.
@@ -128,16 +141,16 @@ def test_two_studies_side_by_side_one_stopped_and_resumed(cluster, tmp_path):
     resumed = cli.run("submit", "--resume", slow_dir, *address)
     assert resumed.returncode == 0, resumed.stderr
     resumed_job = job_id_of(resumed.stdout)
-    again = cli.run("submit", "--resume", slow_dir, *address)  # while the resume runs: refused
+    again = cli.run("submit", "--resume", f"{slow_dir}/", *address)  # while the resume runs: refused
     assert again.returncode == 2 and f"in use by job {resumed_job}" in again.stderr, again.stderr
 
     followed = cli.run("logs", quick_job, "--follow", *address, timeout=600)
-    assert followed.returncode == 0 and "Study 'quick' done: 2 completed" in followed.stdout, followed.stdout[-3000:]
+    assert followed.returncode == 0 and "Study 'quick' done: 3 completed" in followed.stdout, followed.stdout[-3000:]
     followed = cli.run("logs", resumed_job, "-f", *address, timeout=600)
     assert followed.returncode == 0 and "Study 'slow' done: 1 completed" in followed.stdout, followed.stdout[-3000:]
 
     assert together and most == {"slow": 1, "quick": 1}  # side by side, each at its own cap
-    for study_dir, name, count in ((slow_dir, "slow", 1), (quick_dir, "quick", 2)):
+    for study_dir, name, count in ((slow_dir, "slow", 1), (quick_dir, "quick", 3)):
         df = load_results(study_dir)
         assert len(df) == count and df["trial_id"].is_unique and (df["status"] == "completed").all()
         runs = StudyRuns.of(study_dir, name)
@@ -152,6 +165,6 @@ def test_two_studies_side_by_side_one_stopped_and_resumed(cluster, tmp_path):
     listed = cli.run("jobs", *address).stdout
     assert re.search(rf"^{slow_job}\s+slow\s+STOPPED", listed, re.M), listed
     assert re.search(rf"^{resumed_job}\s+slow\s+SUCCEEDED\s+1/1\s", listed, re.M), listed
-    assert re.search(rf"^{quick_job}\s+quick\s+SUCCEEDED\s+2/2\s", listed, re.M), listed
-    assert re.search(r"^toobig-\S+\s+toobig\s+FAILED \(exit 2: bad input\)\s+0/2\s", listed, re.M), listed
+    assert re.search(rf"^{quick_job}\s+quick\s+SUCCEEDED\s+3/3\s", listed, re.M), listed
+    assert re.search(r"^toobig-\S+\s+toobig\s+FAILED \(exit 2: bad input\)\s+0/3\s", listed, re.M), listed
     assert not (tmp_path / "shared" / "toobig").exists()
