@@ -100,12 +100,18 @@ def disk_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def run_sweep(trials: int, pack: int, root: Path) -> dict[str, object]:
+def write_spec(trials: int, pack: int, root: Path) -> Path:
+    """The tiny study's spec with N trials in packs of K, as ``root/spec.yaml``."""
     spec = json.loads(json.dumps(TINY))
     spec["search"]["num_trials"] = trials
     spec["training"]["pack_size"] = pack
     path = root / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def run_sweep(trials: int, pack: int, root: Path) -> dict[str, object]:
+    path = write_spec(trials, pack, root)
     study = root / "study"
     began = time.perf_counter()
     driver = subprocess.Popen(
@@ -188,11 +194,7 @@ def kill_tree(proc: subprocess.Popen) -> None:
 
 
 def run_end_to_end(trials: int, pack: int, root: Path) -> dict[str, object]:
-    spec = json.loads(json.dumps(TINY))
-    spec["search"]["num_trials"] = trials
-    spec["training"]["pack_size"] = pack
-    path = root / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path = write_spec(trials, pack, root)
     study = root / "study"
     row: dict[str, object] = {"trials": trials, "pack": pack}
     began = time.perf_counter()

@@ -311,7 +311,7 @@ def _job_command(args: argparse.Namespace) -> int:
         return command(args)
     except jobs.network_errors() as error:
         address = jobs.dashboard_address(args.address)
-        print(f"error: --address: Ray's job API at {address} failed: {jobs._why(error)}", file=sys.stderr)
+        print(f"error: --address: Ray's job API at {address} failed: {jobs.explain(error)}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print("\ninterrupted; the cluster's studies are as they were (vae-study jobs lists them)", file=sys.stderr)

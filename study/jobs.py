@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from study.errors import PreflightError
 
 if TYPE_CHECKING:
-    from ray.job_submission import JobDetails, JobSubmissionClient
+    from ray.job_submission import JobSubmissionClient
 
     from study.spec import StudySpec
 
@@ -114,11 +114,12 @@ def connect(address: str | None) -> JobSubmissionClient:
         client = JobSubmissionClient(address)
         client.list_jobs()  # the version probe needs no token; this does
     except (ConnectionError, RuntimeError, ValueError, RayError) as error:
-        raise PreflightError(f"--address: cannot use Ray's job API at {address}: {_why(error)}") from None
+        raise PreflightError(f"--address: cannot use Ray's job API at {address}: {explain(error)}") from None
     return client
 
 
-def _why(error: BaseException) -> str:
+def explain(error: BaseException) -> str:
+    """What a job API error says, in one line (the token's absence spelled out)."""
     text = str(error).strip()
     if "Authentication" in text or "401" in text or "403" in text or "token" in text.lower():
         return (
@@ -235,7 +236,7 @@ def submit(
                 elif "No available agent" in str(error) and time.monotonic() < deadline:
                     time.sleep(1.0)  # a head that has just started: its job agent registers within seconds
                 else:
-                    raise PreflightError(f"--address: the cluster refused the job: {_why(error)}") from None
+                    raise PreflightError(f"--address: the cluster refused the job: {explain(error)}") from None
 
 
 def _user() -> str:
@@ -339,7 +340,3 @@ def wait_until_ended(client: JobSubmissionClient, job_id: str, timeout: float) -
         if status.is_terminal() or time.monotonic() > deadline:
             return status
         time.sleep(1.0)
-
-
-def job_details(client: JobSubmissionClient, job_id: str) -> JobDetails:
-    return client.get_job_info(job_id)
