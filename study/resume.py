@@ -101,7 +101,7 @@ def resume_study(
         # Every plan, record and run id is read before anything changes: a malformed one stops here.
         ended, interrupted = scan_trials(folder)
         queued = interrupted_packs(ended, interrupted)
-        grid = _remaining_grid(spec, ended, interrupted) if spec.search.mode == "grid" else None
+        grid = remaining_grid(spec, ended, interrupted) if spec.search.mode == "grid" else None
         started = len(ended) + len(interrupted)
         budget = len(grid) if grid is not None else max(0, spec.search.num_trials - started)
         if queued or budget:
@@ -116,10 +116,11 @@ def resume_study(
         return _resume(spec, folder, study_run, ended, interrupted, queued, grid, address, output or Output())
 
 
-def _remaining_grid(
+def remaining_grid(
     spec: StudySpec, ended: list[tuple[TrialPlan | None, TrialRecord]], interrupted: list[TrialPlan]
 ) -> list[dict[str, Any]]:
-    """The grid points no trial has taken."""
+    """The grid points, in grid order, that no trial has taken (ended or interrupted): what a
+    resumed grid study still asks for.  Points compare by their JSON form, as plans store them."""
     taken = {_canonical(plan.point) for plan in [*(p for p, _ in ended if p), *interrupted]}
     return [p for p in grid_points(spec) if _canonical(p) not in taken]
 

@@ -1,6 +1,7 @@
-"""`vae-study resume` of packed studies after the driver, its local Ray and its workers were killed:
+"""`vae-study resume` of a packed study after the driver, its local Ray and its workers were killed:
 interrupted packs resume as packs from their checkpoints, in their members' MLflow runs, and the
-trials still missing are asked for packed."""
+trials still missing are asked for packed.  Which packs and grid points a resume takes up, from
+the folder's files alone: test_resume_plan.py; an unpacked study's resume: test_interrupt.py."""
 
 import pytest
 from scaffold import ResumeCheck, kill_midway, tiny_spec
@@ -8,25 +9,6 @@ from scaffold import ResumeCheck, kill_midway, tiny_spec
 from study.folder import StudyFolder
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
-
-
-def test_a_packed_grid_study_resumes_its_packs_as_packs(cli):
-    spec = tiny_spec(
-        name="packed-grid",
-        training={"steps": 100, "log_every": 5, "checkpoint_every": 25, "pack_size": 2},
-        weights={"beta": [1, 4, 8]},
-        search={"mode": "grid", "max_concurrent": 1, "storage": None},
-    )
-    study_dir, ended, at_kill = kill_midway(cli, spec, packs=True)
-    check = ResumeCheck(cli, study_dir, spec["name"])
-    df = check.resume(6)
-    assert sorted(zip(df["beta.value"], df["seed"], strict=True)) == [(b, s) for b in (1, 4, 8) for s in (0, 1)]
-    assert (df["pack_size"] == 2).all() and (df.groupby("pack_id").size() == 2).all()  # every member still packed
-    assert set(ended) <= set(df["trial_id"])
-    for pack_id, step in at_kill.items():
-        members = df[df["pack_id"] == pack_id]
-        assert len(members) == 2 and (members["resumed_from_step"] >= step).all() and step > 0
-    check.one_finished_run_per_trial(df)
 
 
 def test_a_packed_optuna_study_resumes_its_packs_and_asks_the_rest_packed(cli):
