@@ -82,6 +82,7 @@ def test_default_example_is_the_demo_the_readme_promises():
         ({"search": {"num_trials": 0}}, r"search\.num_trials"),
         ({"bogus": 1}, r"bogus: Extra inputs are not permitted"),
         ({"name": "has space"}, r"name: String should match pattern"),
+        ({"storage": {"path": "/tmp/x", "endpoint": "http://127.0.0.1:1"}}, r"storage\.endpoint: only for an s3://"),
     ],
 )
 def test_errors_name_the_field(changes, message):

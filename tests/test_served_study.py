@@ -1,30 +1,80 @@
-"""A study tracked by a real ``mlflow server`` process on a free loopback port."""
+"""A study on the services a shared cluster gives it: a real ``mlflow server`` process on a free
+loopback port tracks it, and Tune's experiment state goes to an S3 bucket (a moto S3 server on
+loopback)."""
 
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from scaffold import Cli, tiny_spec
+from scaffold import Cli, free_port, tiny_spec
 
 from analysis import load_results
 
 pytestmark = pytest.mark.integration
 
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
 
 @pytest.fixture(scope="module")
-def served_study(mlflow_server, tmp_path_factory):
-    """A finished two-trial study tracked by the server: (server URL, study folder)."""
+def s3_endpoint(tmp_path_factory):
+    """The URL of a moto S3 server on loopback, with the bucket ``studies``."""
+    pytest.importorskip("moto", reason="needs moto[server] (pip install '.[dev]')")
+    import boto3
+
+    root, port = tmp_path_factory.mktemp("moto"), free_port()
+    log = (root / "moto.log").open("w")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail((root / "moto.log").read_text()[-2000:])
+            time.sleep(0.2)
+    try:
+        boto3.client("s3", endpoint_url=url, **_boto_credentials()).create_bucket(Bucket="studies")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "region_name": CREDENTIALS["AWS_DEFAULT_REGION"],
+    }
+
+
+@pytest.fixture(scope="module")
+def served_study(mlflow_server, s3_endpoint, tmp_path_factory):
+    """A finished two-trial study tracked by the server, its Tune state in the bucket:
+    (server URL, S3 endpoint, study folder)."""
     spec = tiny_spec(
         name="served",
-        training={"checkpoint_every": 0},
         weights={"beta": {"schedule": "constant", "value": {"low": 1, "high": 4}}},
         search={"num_trials": 2, "max_concurrent": 2, "storage": None},
         evaluation={"traversal_gif": True},
         tracking={"uri": mlflow_server, "log_models": True},  # the server holds a copy of every model
+        storage={"path": "s3://studies/served", "endpoint": s3_endpoint},
     )
-    proc, study_dir = Cli(tmp_path_factory.mktemp("served")).study(spec)
+    cli = Cli(tmp_path_factory.mktemp("served"), env={**os.environ, **CREDENTIALS})
+    proc, study_dir = cli.study(spec)
     assert f"browse runs  : {mlflow_server}" in proc.stdout
-    return mlflow_server, study_dir
+    return mlflow_server, s3_endpoint, study_dir
 
 
 def _runs(url):
@@ -37,7 +87,7 @@ def _runs(url):
 
 
 def test_a_study_logs_runs_histories_and_artifacts_to_a_tracking_server(served_study, tmp_path):
-    mlflow_server, study_dir = served_study
+    mlflow_server, _, study_dir = served_study
     assert not (study_dir / "mlflow.db").exists()  # nothing tracked locally
 
     client = MlflowClient(mlflow_server)
@@ -58,8 +108,20 @@ def test_a_study_logs_runs_histories_and_artifacts_to_a_tracking_server(served_s
         )
 
 
+def test_tunes_experiment_state_goes_to_the_bucket(served_study):
+    import boto3
+
+    _, s3_endpoint, study_dir = served_study
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, **_boto_credentials())
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="studies", Prefix="served/")["Contents"]]
+    assert any("/experiment_state" in k for k in keys), keys
+    # Checkpoints are the trials' own, once, in the study folder (removed when a trial ends): none in S3.
+    assert list((study_dir / "trials").glob("*/history.jsonl")) and not any(k.endswith("state.pt") for k in keys)
+    assert not (study_dir / "ray").exists()  # nothing of Tune's in the local folder
+
+
 def test_the_mlflow_ui_shows_the_study_its_trials_and_term_charts(served_study, browser, tmp_path):
-    url, _ = served_study
+    url, _, _ = served_study
     experiment, (parent,), children = _runs(url)
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     # The address the run prints opens the experiment on its runs table, not on GenAI traces.
