@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.long]
 def test_a_packed_optuna_study_resumes_its_packs_and_asks_the_rest_packed(cli):
     spec = tiny_spec(
         name="packed-optuna",
-        training={"steps": 100, "log_every": 5, "checkpoint_every": 25, "pack_size": 2},
+        training={"steps": 60, "log_every": 5, "checkpoint_every": 15, "pack_size": 2},
         search={"num_trials": 6, "max_concurrent": 1},
     )
     study_dir, ended, at_kill = kill_midway(cli, spec, packs=True)
