@@ -125,17 +125,21 @@ def remaining_grid(
     return [p for p in grid_points(spec) if _canonical(p) not in taken]
 
 
-def _resume(
+def resume_searcher(
     spec: StudySpec,
     folder: StudyFolder,
-    study_run: StudyRun,
     ended: list[tuple[TrialPlan | None, TrialRecord]],
     interrupted: list[TrialPlan],
     queued: list[dict],
     grid: list[dict[str, Any]] | None,
-    address: str | None,
-    output: Output,
-) -> StudyOutcome:
+) -> tuple[PackSearcher, int]:
+    """The searcher a resume hands to Tune, and how many new trials it may ask for.
+
+    It suggests the interrupted packs first (``queued``, whole, under their own ids), then new
+    packs numbered on from the highest trial and pack ids in the folder: the remaining grid
+    points (``grid``), or Optuna's suggestions up to ``search.num_trials`` with the ended
+    trials told and the orphans failed.
+    """
     if grid is not None:
         source: GridSource | OptunaSource = GridSource(grid)
         budget = len(grid)
@@ -149,17 +153,29 @@ def _resume(
             if plan is not None:
                 source.tell(plan_member(plan), record.status, record.values)
         source.fail_orphans({plan.optuna["number"] for plan in interrupted if plan.optuna})
+    plans = [*(p for p, _ in ended if p is not None), *interrupted]
+    first_trial = next_number([record.trial_id for _, record in ended] + [p.trial_id for p in interrupted])
+    first_pack = next_number([p.pack_id for p in plans], prefix="p")
+    return PackSearcher(source, spec.pack_size(), queued, first_trial, first_pack), budget
 
+
+def _resume(
+    spec: StudySpec,
+    folder: StudyFolder,
+    study_run: StudyRun,
+    ended: list[tuple[TrialPlan | None, TrialRecord]],
+    interrupted: list[TrialPlan],
+    queued: list[dict],
+    grid: list[dict[str, Any]] | None,
+    address: str | None,
+    output: Output,
+) -> StudyOutcome:
+    searcher, budget = resume_searcher(spec, folder, ended, interrupted, queued, grid)
     client = MlflowClient(study_run.tracking_uri)
     client.update_run(study_run.parent_run_id, status="RUNNING")
     client.set_tag(study_run.parent_run_id, "study_dir", str(folder.root))
     if not queued and not budget:
         return finish_study(spec, folder, study_run, "FINISHED")
-    # New trials and packs are numbered on from the highest id in the folder.
-    plans = [*(p for p, _ in ended if p is not None), *interrupted]
-    first_trial = next_number([record.trial_id for _, record in ended] + [p.trial_id for p in interrupted])
-    first_pack = next_number([p.pack_id for p in plans], prefix="p")
-    searcher = PackSearcher(source, spec.pack_size(), queued, first_trial, first_pack)
     total = len(ended) + len(interrupted) + budget
     run_log = RunLog(folder, spec, total, [record for _, record in ended], every=output.every, quiet=output.quiet)
     return launch(
