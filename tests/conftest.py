@@ -51,11 +51,6 @@ def postgres_uri():
         admin.close()
 
 
-#: As infra/mlflow/start-mlflow.sh serves it: without MLflow's GenAI job runner (a runner and seven
-#: huey consumer processes, half of the server's start-up CPU), which run tracking never uses.
-SERVER_ENV = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-
-
 class MlflowServer:
     """A real ``mlflow server`` on a loopback port with a SQLite backend; it can be
     stopped and started again on the same port and store (an outage)."""
@@ -75,7 +70,10 @@ class MlflowServer:
                 "--backend-store-uri", f"sqlite:///{self.root / 'backend.db'}",
                 "--artifacts-destination", str(self.root / "artifacts"),
             ],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=SERVER_ENV,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            # As infra/mlflow/start-mlflow.sh serves it: without MLflow's GenAI job runner (a runner
+            # and seven huey consumers, half of the server's start-up CPU), which tracking never uses.
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )  # fmt: skip
         log.close()
         deadline = time.monotonic() + timeout
