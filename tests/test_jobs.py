@@ -95,21 +95,13 @@ def test_two_studies_side_by_side_one_stopped_and_resumed(cluster, tmp_path):
     cli = Cli(tmp_path, env=cluster.env)
     address = ("--address", cluster.dashboard_url)
     slow_dir, quick_dir = tmp_path / "shared" / "slow", tmp_path / "shared" / "quick"
+    # Both studies at once, and the watch right after: on a loaded host each CLI call takes
+    # seconds, and a call between the two submissions lets the quick study end before the slow
+    # one starts, one between the slow one and the watch lets its trial end before the stop.
     submitted = cli.run("submit", cli.write_spec(QUICK, "quick.yaml"), "--study-dir", quick_dir, *address)
     assert submitted.returncode == 0, submitted.stderr
     quick_job = job_id_of(submitted.stdout)
     assert f"study folder : {quick_dir}" in submitted.stdout
-    # A trial no node can hold: a note here (an autoscaler may exist); the driver on the head refuses.
-    too_big = cli.run("submit", cli.write_spec({**QUICK, "name": "toobig", "resources": {"cpus": 64}}, "big.yaml"),
-                      "--study-dir", tmp_path / "shared" / "toobig", *address)  # fmt: skip
-    assert too_big.returncode == 0 and "note: resources.cpus: no node has 64 CPU(s)" in too_big.stderr, too_big.stderr
-    # The submitting processes have exited; the studies run on the cluster without them.
-    listed = cli.run("jobs", *address)
-    assert listed.returncode == 0, listed.stderr
-    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
-    assert re.search(r"^\S+\s+quick\s+(PENDING|RUNNING)\s+[0-2]/3\s", rows[quick_job]), listed.stdout
-    # The slow study last, so that the watch below starts as its trial does (CLI calls take
-    # seconds each on a loaded host, and the stop tens of seconds to land).
     submitted = cli.run("submit", cli.write_spec(SLOW, "slow.yaml"), "--study-dir", slow_dir,
                         "--progress-every", 2, *address)  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
@@ -138,15 +130,25 @@ def test_two_studies_side_by_side_one_stopped_and_resumed(cluster, tmp_path):
     assert re.search(r"\[0/1 done, [01] running, 0 failed\]", log.stdout), log.stdout[-3000:]
     assert "Study 'slow' stopped" in log.stdout, log.stdout[-2000:]
 
-    listed = cli.run("jobs", *address).stdout  # both studies listed: one stopped, the other running or done
-    assert re.search(rf"^{slow_job}\s+slow\s+STOPPED\s+0/1\s", listed, re.M), listed
-    assert re.search(rf"^{quick_job}\s+quick\s+(RUNNING|SUCCEEDED)\s+\d/3\s", listed, re.M), listed
+    # The submitting processes have exited; the studies run on the cluster without them, listed
+    # with their progress: one stopped, the other running or done.
+    listed = cli.run("jobs", *address)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(rf"^{slow_job}\s+slow\s+STOPPED\s+0/1\s", listed.stdout, re.M), listed.stdout
+    assert re.search(rf"^{quick_job}\s+quick\s+(RUNNING|SUCCEEDED)\s+\d/3\s", listed.stdout, re.M), listed.stdout
 
     resumed = cli.run("submit", "--resume", slow_dir, *address)
     assert resumed.returncode == 0, resumed.stderr
     resumed_job = job_id_of(resumed.stdout)
     again = cli.run("submit", "--resume", f"{slow_dir}/", *address)  # while the resume runs: refused
     assert again.returncode == 2 and f"in use by job {resumed_job}" in again.stderr, again.stderr
+    # The resume, listed while it runs (about 950 steps to go); its count shows once its log has one.
+    listed = cli.run("jobs", *address).stdout
+    assert re.search(rf"^{resumed_job}\s+slow\s+(PENDING|RUNNING)\s+(0/1|\?)\s", listed, re.M), listed
+    # A trial no node can hold: a note here (an autoscaler may exist); the driver on the head refuses.
+    too_big = cli.run("submit", cli.write_spec({**QUICK, "name": "toobig", "resources": {"cpus": 64}}, "big.yaml"),
+                      "--study-dir", tmp_path / "shared" / "toobig", *address)  # fmt: skip
+    assert too_big.returncode == 0 and "note: resources.cpus: no node has 64 CPU(s)" in too_big.stderr, too_big.stderr
 
     followed = cli.run("logs", quick_job, "--follow", *address, timeout=600)
     assert followed.returncode == 0 and "Study 'quick' done: 3 completed" in followed.stdout, followed.stdout[-3000:]
@@ -166,6 +168,7 @@ def test_two_studies_side_by_side_one_stopped_and_resumed(cluster, tmp_path):
     recon = history[(history["trial_id"] == victim) & (history["split"] == "train") & (history["term"] == "recon")]
     assert list(recon["step"]) == list(range(10, 1001, 10))
 
+    cli.run("logs", "toobig", "-f", *address, timeout=600)  # its driver has refused and exited
     listed = cli.run("jobs", *address).stdout
     assert re.search(rf"^{slow_job}\s+slow\s+STOPPED", listed, re.M), listed
     assert re.search(rf"^{resumed_job}\s+slow\s+SUCCEEDED\s+1/1\s", listed, re.M), listed
