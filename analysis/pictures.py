@@ -96,6 +96,15 @@ def load_pictures(artifacts: str | Path) -> TrialPictures | None:
     return TrialPictures(pairs[0], pairs[1], traversals, values, latent, kl)
 
 
+def _strip(images: np.ndarray, columns: int, pad: int) -> np.ndarray:
+    """``images`` [n, H, W] side by side with white gaps, white where fewer than ``columns``."""
+    height, width = images.shape[1:]
+    out = np.ones((height, columns * (width + pad) - pad))
+    for c, image in enumerate(images[:columns]):
+        out[:, c * (width + pad) : c * (width + pad) + width] = image
+    return out
+
+
 def _show(ax: plt.Axes, image: np.ndarray, alpha: float = 1.0) -> None:
     ax.imshow(image, cmap="gray", vmin=0, vmax=1, alpha=alpha, interpolation="nearest")
     ax.set_xticks([])
@@ -106,6 +115,9 @@ def _show(ax: plt.Axes, image: np.ndarray, alpha: float = 1.0) -> None:
 
 def traversal_figure(pictures: TrialPictures, title: str) -> plt.Figure:
     """Reconstructions above, traversals below: one row per latent, sorted by KL, labelled, inactive greyed.
+
+    Each row is one image (its tiles side by side with white gaps) on one axes: a figure of
+    rows × values axes spent most of a report's time drawing axes.
 
     Args:
         pictures: The trial's pictures.
@@ -118,29 +130,26 @@ def traversal_figure(pictures: TrialPictures, title: str) -> plt.Figure:
     # Largest KL first; rows without a KL (discrete variables) last, in their order.
     order = sorted(range(len(kl)), key=lambda r: (np.isnan(kl[r]), -np.nan_to_num(kl[r], nan=0.0), r))
     columns = len(pictures.values)
-    shown = min(len(pictures.inputs), columns)
+    width = pictures.traversals.shape[-1]
+    pad = max(1, width // 16)
     rows = 2 + len(order)
-    fig, axes = plt.subplots(rows, columns, figsize=(0.62 * columns + 1.9, 0.62 * rows + 0.75), squeeze=False)
-    for c in range(columns):
-        for r in range(2):
-            ax = axes[r][c]
-            if c < shown:
-                _show(ax, (pictures.inputs if r == 0 else pictures.reconstructions)[c])
-            else:
-                ax.axis("off")
-    axes[0][0].set_ylabel("input", rotation=0, ha="right", va="center", fontsize=8)
-    axes[1][0].set_ylabel("reconstructed", rotation=0, ha="right", va="center", fontsize=8)
+    fig, axes = plt.subplots(rows, 1, figsize=(0.62 * columns + 1.9, 0.62 * rows + 0.75), squeeze=False)
+    axes = axes[:, 0]
+    _show(axes[0], _strip(pictures.inputs, columns, pad))
+    _show(axes[1], _strip(pictures.reconstructions, columns, pad))
+    axes[0].set_ylabel("input", rotation=0, ha="right", va="center", fontsize=8)
+    axes[1].set_ylabel("reconstructed", rotation=0, ha="right", va="center", fontsize=8)
     for i, r in enumerate(order, start=2):
         latent = int(pictures.latent[r])
         active = np.isnan(kl[r]) or kl[r] >= KL_ACTIVE
-        for c in range(columns):
-            _show(axes[i][c], pictures.traversals[r, c], alpha=1.0 if active else 0.3)
+        _show(axes[i], _strip(pictures.traversals[r], columns, pad), alpha=1.0 if active else 0.3)
         name = f"z{latent}" if latent >= 0 else f"discrete {r - int((pictures.latent >= 0).sum())}"
         label = name if np.isnan(kl[r]) else f"{name}  KL {kl[r]:.3g}" + ("" if active else " (inactive)")
-        axes[i][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8,
-                              color="black" if active else "0.55")  # fmt: skip
-    for c in range(columns):
-        axes[-1][c].set_xlabel(f"{pictures.values[c]:+.1f}", fontsize=7)
+        axes[i].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8,
+                           color="black" if active else "0.55")  # fmt: skip
+    centres = [c * (width + pad) + (width - 1) / 2 for c in range(columns)]
+    axes[-1].set_xticks(centres, [f"{v:+.1f}" for v in pictures.values], fontsize=7)
+    axes[-1].tick_params(axis="x", length=0)
     units = pictures.active_units
     status = "" if units is None else f" — {units} of {len(pictures.kl)} latents active (KL ≥ {KL_ACTIVE} nats)"
     if pictures.collapsed:

@@ -132,7 +132,11 @@ def test_traversal_rows_are_labelled_sorted_by_kl_and_inactive_ones_marked():
     assert pictures.active_units == 2 and not pictures.collapsed
     assert "2 of 3 latents active" in fig._suptitle.get_text() and "COLLAPSED" not in fig._suptitle.get_text()
     greyed = [ax for ax in fig.axes if ax.images and ax.images[0].get_alpha() not in (None, 1.0)]
-    assert len(greyed) == 9  # the inactive latent's row
+    assert greyed == [fig.axes[-1]]  # the inactive latent's row, drawn last
+    row = fig.axes[2].images[0].get_array()  # z1's row: its 9 tiles side by side, white gaps between
+    assert row.shape == (64, 9 * 64 + 8 * 4)
+    assert np.allclose(row[:, 68:132], pictures.traversals[1, 1]) and (row[:, 64:68] == 1).all()
+    assert [t.get_text() for t in fig.axes[-1].get_xticklabels()] == [f"{v:+.1f}" for v in pictures.values]
     plt.close(fig)
 
     collapsed = _pictures([0.001, 0.002, 0.003])
