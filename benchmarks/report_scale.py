@@ -6,7 +6,13 @@ to a temporary study folder and times :func:`analysis.report.write_report` (medi
 three runs; wall and CPU seconds), then prints the page's size.  No trial folders: the
 front trials' pictures are reported missing, which costs nothing.
 
+With ``--pictures`` it times what those pictures cost instead: one front trial's labelled
+traversal figure (:func:`analysis.pictures.traversal_figure` of 10 latents × 9 values of
+64×64 tiles, half of the latents inactive) rendered to PNG as the report embeds it (median of
+five).  A report shows at most ``MAX_PICTURED`` (12) such figures.
+
     python benchmarks/report_scale.py [--trials 10000]
+    python benchmarks/report_scale.py --pictures
 """
 
 from __future__ import annotations
@@ -57,10 +63,34 @@ def write_study(root: Path, trials: int) -> Path:
     return root
 
 
+def time_pictures(repeats: int = 5) -> None:
+    from analysis.pictures import TrialPictures, traversal_figure
+    from analysis.report import MAX_PICTURED, _png
+
+    rng = np.random.default_rng(0)
+    pictures = TrialPictures(
+        inputs=rng.random((8, 64, 64)), reconstructions=rng.random((8, 64, 64)),
+        traversals=rng.random((10, 9, 64, 64)), values=np.linspace(-2.5, 2.5, 9),
+        latent=np.arange(10), kl=np.r_[rng.uniform(0.5, 3, 5), rng.uniform(0, 0.005, 5)],
+    )  # fmt: skip
+    wall, size = [], 0
+    for _ in range(repeats):
+        began = time.perf_counter()
+        size = len(_png(traversal_figure(pictures, "t0000-beta_vae-beta=4-s0"), tight=False))
+        wall.append(time.perf_counter() - began)
+    each = statistics.median(wall)
+    print(f"traversal figure (10 latents x 9 values): {each:.3f} s wall (median of {repeats}), "
+          f"PNG {size / 1e3:.0f} kB; {MAX_PICTURED} front trials: {MAX_PICTURED * each:.1f} s")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--pictures", action="store_true", help="time one front trial's traversal figure")
     args = parser.parse_args()
+    if args.pictures:
+        time_pictures()
+        return
     with tempfile.TemporaryDirectory() as folder:
         root = write_study(Path(folder) / "study", args.trials)
         wall, cpu = [], []
