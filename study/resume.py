@@ -102,9 +102,7 @@ def resume_study(
         ended, interrupted = scan_trials(folder)
         queued = interrupted_packs(ended, interrupted)
         grid = remaining_grid(spec, ended, interrupted) if spec.search.mode == "grid" else None
-        started = len(ended) + len(interrupted)
-        budget = len(grid) if grid is not None else max(0, spec.search.num_trials - started)
-        if queued or budget:
+        if queued or new_trial_budget(spec, ended, interrupted, grid):
             check_before_ray(spec, folder, ray_address(address) is None, "STUDY_DIR")
             connect(spec, address, dashboard, output)
         else:  # nothing left to train: no Ray and no device, only the records and their stores
@@ -125,6 +123,17 @@ def remaining_grid(
     return [p for p in grid_points(spec) if _canonical(p) not in taken]
 
 
+def new_trial_budget(
+    spec: StudySpec,
+    ended: list[tuple[TrialPlan | None, TrialRecord]],
+    interrupted: list[TrialPlan],
+    grid: list[dict[str, Any]] | None,
+) -> int:
+    """How many new trials a resume may ask for: the remaining grid points, or what the trials
+    started so far leave of ``search.num_trials``."""
+    return len(grid) if grid is not None else max(0, spec.search.num_trials - len(ended) - len(interrupted))
+
+
 def resume_searcher(
     spec: StudySpec,
     folder: StudyFolder,
@@ -140,14 +149,12 @@ def resume_searcher(
     points (``grid``), or Optuna's suggestions up to ``search.num_trials`` with the ended
     trials told and the orphans failed.
     """
+    budget = new_trial_budget(spec, ended, interrupted, grid)
     if grid is not None:
         source: GridSource | OptunaSource = GridSource(grid)
-        budget = len(grid)
     else:
-        started = len(ended) + len(interrupted)
-        budget = max(0, spec.search.num_trials - started)
         storage = make_storage(spec, folder.root)
-        study = optuna_study(spec, storage, seed_offset=started)
+        study = optuna_study(spec, storage, seed_offset=len(ended) + len(interrupted))
         source = OptunaSource(spec, study, budget, persistent=storage is not None)
         for plan, record in ended:
             if plan is not None:

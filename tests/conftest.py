@@ -72,7 +72,7 @@ class MlflowServer:
             ],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             # As infra/mlflow/start-mlflow.sh serves it: without MLflow's GenAI job runner (a runner
-            # and seven huey consumers, half of the server's start-up CPU), which tracking never uses.
+            # and seven huey consumer processes at every start), which tracking never uses.
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )  # fmt: skip
         log.close()

@@ -15,7 +15,7 @@ authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 INI
 export MLFLOW_AUTH_CONFIG_PATH=/tmp/basic_auth.ini
 # Studies only track runs: MLflow's GenAI job runner (a runner and seven huey consumer
-# processes per server) would take memory and half the start-up CPU for nothing.
+# processes per server) would take memory and start-up CPU for nothing.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 exec mlflow server \
     --app-name basic-auth \
