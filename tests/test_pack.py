@@ -16,7 +16,10 @@ from trainers.train import NullReporter, TrainingDiverged, train
 
 # Float reassociation of batched (grouped) kernels only; a wrong stream or a
 # shared gradient is off by orders of magnitude more.
-RTOL, ATOL = 2e-5, 1e-6
+#: Float32 tolerances.  The absolute one covers terms that are small differences of large
+#: sums (a TC is log q(z) − Σ_d log q(z_d), each tens of nats over a batch): float32's
+#: 6e-8 relative rounding of those sums leaves a few 1e-6 on the difference.
+RTOL, ATOL = 2e-5, 1e-5
 #: Where these tests train: the CPU in the suite; benchmarks/gpu_check.sh runs them again with
 #: VAE_STUDY_TEST_DEVICE=cuda (packs against their unpacked twins on the GPU).
 DEVICE = os.environ.get("VAE_STUDY_TEST_DEVICE", "cpu")
@@ -34,8 +37,10 @@ def _config(seed: int, weights: dict | None = None, **overrides) -> TrainConfig:
         steps=5,
         batch_size=16,
         log_every=1,
-        checkpoint_every=4,
+        checkpoint_every=1,
         device=DEVICE,
+        # Twins are compared in float32: a pack's bf16 casts by hand where autocast decides per op.
+        precision="fp32",
         seed=seed,
         eval=EvalConfig(recon_points=32, metrics=[], udr_points=16),
     )
@@ -125,9 +130,14 @@ def test_packed_members_match_their_unpacked_twins(variant):
         packed_state, state = pack.states[4], alone.states[4]
         for name, value in state["model"].items():
             _assert_params_close(packed_state["params"][name][k], value, config.lr * 4)
-        for i, moments in state["optimizers"]["model"]["state"].items():
-            packed_moments = packed_state["optimizer"]["state"][i]
-            torch.testing.assert_close(packed_moments["exp_avg"][k], moments["exp_avg"], rtol=1e-4, atol=1e-7)
+        # Adam's moments after the first step, before Adam can amplify a rounding difference
+        # (an element whose gradient is rounding noise moves by ±lr either way).
+        first_packed, first = pack.states[1], alone.states[1]
+        for i, moments in first["optimizers"]["model"]["state"].items():
+            packed_moments = first_packed["optimizer"]["state"][i]
+            # Rounding differences of a gradient scale with it: the floor is relative to the largest moment.
+            floor = 1e-5 * float(moments["exp_avg"].abs().max())
+            torch.testing.assert_close(packed_moments["exp_avg"][k], moments["exp_avg"], rtol=1e-4, atol=floor)
     # Members differ: the pack did not train one model three times.
     assert len({round(o.terms["recon"], 3) for o in outcomes}) == 3
 

@@ -39,8 +39,9 @@ class TrainingOptions:
     batch_size: int = 64
     #: Adam as in disentanglement_lib: lr 1e-4, betas (0.9, 0.999), eps 1e-8.
     lr: float = 1e-4
+    #: ``auto`` (bf16 where the device computes it natively, else fp32: trainers.precision),
     #: ``fp32``, or ``bf16`` autocast of the networks (latents and terms stay float32).
-    precision: str = "fp32"
+    precision: str = "auto"
     #: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
     device: str = "auto"
     #: Estimator of log q(z) for the decomposition: auto (the variant's), mss, mws, hfvae.

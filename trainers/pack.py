@@ -39,6 +39,7 @@ from trainers.checkpoint import CheckpointError
 from trainers.config import TrainConfig
 from trainers.data import make_dataset
 from trainers.objectives import Objective, make_objective
+from trainers.precision import resolve_precision
 from trainers.train import (
     _FIELD_DEFAULTS,
     TermAccumulator,
@@ -231,7 +232,7 @@ def train_pack(
         raise ValueError(f"pack_size: variant {shared.variant!r} cannot be packed (it is not a single-pass objective)")
 
     def build() -> nn.Module:
-        return objective.build_model(shared.latent_dim, data.observation_shape[0], shared.kernels)
+        return objective.new_model(shared.latent_dim, data.observation_shape[0], shared.kernels)
 
     members = []
     seeds = [stream_seeds(c.seed) for c in configs]
@@ -263,6 +264,7 @@ def train_pack(
             return x.reshape(size, shared.batch_size, *x.shape[1:])
         return torch.stack([data.observations(f, device, rng) for f, rng in zip(factors, data_rngs, strict=True)])
 
+    precision = resolve_precision(shared.precision, device)
     accumulator = TermAccumulator(size)
     alive = torch.tensor([k not in failed for k in range(size)], device=device)
     began = time.perf_counter()
@@ -274,7 +276,7 @@ def train_pack(
             name: torch.tensor([w[name] for w in step_weights], dtype=torch.float32, device=device)
             for name in step_weights[0]
         }
-        terms = forward(stacked, objective, params, x, eps, weights, shared.precision)
+        terms = forward(stacked, objective, params, x, eps, weights, precision)
         optimizer.zero_grad(set_to_none=True)
         torch.where(alive, terms["loss"], torch.zeros_like(terms["loss"])).sum().backward()
         if failed:

@@ -30,6 +30,7 @@ from trainers.metrics import METRICS
 from trainers.metrics.threads import metric_threads
 from trainers.models import TRAVERSAL_VALUES
 from trainers.objectives import Objective, make_objective
+from trainers.precision import resolve_precision
 
 
 class TrainingDiverged(RuntimeError):
@@ -176,11 +177,12 @@ def train(
     def next_batch() -> torch.Tensor:
         return data.observations(data.sample_factors(config.batch_size, data_rng), device, data_rng)
 
+    precision = resolve_precision(config.precision, device)
     accumulator = TermAccumulator()
     began = time.perf_counter()
     model.train()
     for step in range(start, config.steps):
-        terms = objective.train_step(model, optimizers, next_batch, step, noise_rng, config.precision)
+        terms = objective.train_step(model, optimizers, next_batch, step, noise_rng, precision)
         accumulator.add(step, terms)
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
@@ -220,7 +222,7 @@ def build(config: TrainConfig, data: GroundTruthData) -> tuple[Objective, torch.
         config.variant_options,
         likelihood=config.likelihood(),
     )
-    return objective, objective.build_model(config.latent_dim, data.observation_shape[0], config.kernels)
+    return objective, objective.new_model(config.latent_dim, data.observation_shape[0], config.kernels)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:

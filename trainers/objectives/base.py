@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from trainers.models import BERNOULLI, GaussianVAE, Likelihood
+from trainers.models.init import init_weights
 from trainers.objectives.gaussian import ESTIMATORS, kl_decomposition, kl_normal_to_standard, reparameterize
 from trainers.precision import autocast
 from trainers.schedules import Schedule
@@ -90,7 +91,13 @@ class Objective(ABC):
         return {name: schedule(step) for name, schedule in self.weights.items()}
 
     def build_model(self, latent_dim: int, in_channels: int, kernels: str) -> nn.Module:
+        """The variant's network (its layers; :meth:`new_model` initialises them)."""
         return GaussianVAE(latent_dim, in_channels, kernels, self.likelihood)
+
+    def new_model(self, latent_dim: int, in_channels: int, kernels: str) -> nn.Module:
+        """A freshly initialised network: :meth:`build_model`'s layers, He-initialised
+        (:func:`trainers.models.init.init_weights`; torch's default starts dSprites collapsed)."""
+        return init_weights(self.build_model(latent_dim, in_channels, kernels))
 
     def recon(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``−log p(x|z)`` in nats per image, averaged over the batch."""
