@@ -9,6 +9,7 @@ names the field, e.g. ``weights.beta.end.low: must be >= 0, got -1``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import types
 import typing
@@ -60,9 +61,9 @@ class _Model(BaseModel):
 class Range(_Model):
     """A searched parameter: uniform (or log-uniform) in ``[low, high]``."""
 
-    low: float
-    high: float
-    log: bool = False
+    low: float = Field(description="The range's lower end (for a step parameter, a whole number of steps).")
+    high: float = Field(description="The range's upper end; must exceed ``low``.")
+    log: bool = Field(False, description="Sample log-uniformly (``low`` must then be > 0): weights spanning decades.")
 
 
 class WeightSpec(BaseModel):
@@ -75,8 +76,16 @@ class WeightSpec(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow")
-    schedule: str | list[str] = "constant"
-    choices: list[float | dict[str, Any]] | None = None
+    schedule: str | list[str] = Field(
+        "constant",
+        description="The schedule family (``constant``, ``linear``, ``step``, ``cyclical``), or a list of families "
+        "for the search to choose from; its parameters (a number or ``{low, high, log}``) sit beside it.",
+    )
+    choices: list[float | dict[str, Any]] | None = Field(
+        None,
+        description="Whole schedules to choose from instead (a number means constant): Optuna picks one per trial, "
+        "a grid runs each.  In YAML a bare list under the weight's name means this.",
+    )
 
     @property
     def families(self) -> list[str]:
@@ -113,8 +122,12 @@ def _expand_weight_shorthand(cls: type, data: Any) -> Any:
 class VariantSpec(_Model):
     """One variant of a multi-variant study: its weights and structural options."""
 
-    weights: dict[str, WeightSpec] = Field(default_factory=dict)
-    options: dict[str, Any] = Field(default_factory=dict)
+    weights: dict[str, WeightSpec] = Field(
+        default_factory=dict, description="This variant's weights by name, each a schedule (see ``weights``)."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="This variant's structural options (see ``variant_options``)."
+    )
 
     _shorthand = model_validator(mode="before")(_expand_weight_shorthand)
 
@@ -128,15 +141,46 @@ def _refuse_bools_for_numbers(cls: type, data: Any) -> Any:
     return data
 
 
+def _describe_from_comments(*classes: type) -> None:
+    """Make the ``#:`` comment above each field of these stdlib dataclasses its description.
+
+    trainers/ declares the ``training``, ``model`` and ``evaluation`` fields as stdlib
+    dataclasses (it depends on torch and numpy only) and documents each with a ``#:``
+    comment.  pydantic reads a dataclass field's ``metadata["description"]``, so setting
+    it here from those comments (before the spec's sections subclass them) puts each
+    field's one text, written where the field is declared, into the spec's JSON Schema
+    and its generated reference.
+    """
+    for cls in classes:
+        comment: list[str] = []
+        for line in inspect.getsource(cls).splitlines():
+            text = line.strip()
+            declared = re.match(r"^(\w+)\s*:", text)
+            if text.startswith("#:"):
+                comment.append(text[2:].strip())
+                continue
+            if declared and comment and declared.group(1) in cls.__dict__.get("__dataclass_fields__", {}):
+                field = cls.__dataclass_fields__[declared.group(1)]
+                field.metadata = types.MappingProxyType({**field.metadata, "description": " ".join(comment)})
+            comment = []
+
+
+_describe_from_comments(TrainingOptions, ModelOptions, EvalConfig)
+
+
 @pydantic_dataclass(config=ConfigDict(extra="forbid"))
 class TrainingSpec(TrainingOptions):
     """The ``training`` section: :class:`trainers.config.TrainingOptions` (declared and checked
     there) plus how the study packs its trials."""
 
-    #: Members trained together in one trial (trainers.pack): stacked parameters, one
-    #: step for all, each member its own Optuna trial, MLflow run and parquet row.
-    #: ``auto``: 1 on CPU; on GPUs, as many as the trial's GPU memory holds (up to 64).
-    pack_size: int | Literal["auto"] = "auto"
+    pack_size: int | Literal["auto"] = dataclasses.field(
+        default="auto",
+        metadata={
+            "description": "Members trained together in one trial (trainers.pack): stacked parameters, one step for "
+            "all, each member its own Optuna trial, MLflow run and parquet row.  ``auto``: 1 on CPU; on GPUs, as "
+            "many as half the trial's GPU memory holds (up to 64).  Single-pass variants only; at most 4,096."
+        },
+    )
 
     _no_bools = model_validator(mode="before")(_refuse_bools_for_numbers)
 
@@ -170,12 +214,15 @@ class EvaluationSpec(EvalConfig):
 class ObjectiveSpec(_Model):
     """An objective of the search: a held-out term or metric, minimised or maximised."""
 
-    name: str
-    mode: Literal["min", "max"]
-    #: This objective's coordinate of the hypervolume's reference point (a value worse than
-    #: any trial worth counting, e.g. ``recon`` 200 nats, ``mig`` 0).  With a reference for
-    #: every objective, the study's hypervolume is recorded on its MLflow parent run.
-    reference: float | None = None
+    name: str = Field(description="A held-out term every variant reports (``recon``, ``kl``, ...) or a value of a "
+                      "metric in ``evaluation.metrics`` (``mig``, ...).")
+    mode: Literal["min", "max"] = Field(description="Minimise or maximise it.")
+    reference: float | None = Field(
+        None,
+        description="This objective's coordinate of the hypervolume's reference point (a value worse than any trial "
+        "worth counting, e.g. ``recon`` 200 nats, ``mig`` 0).  With a reference for every objective, the study's "
+        "hypervolume is recorded on its MLflow parent run.",
+    )
 
 
 class EarlyStoppingSpec(_Model):
@@ -188,46 +235,65 @@ class EarlyStoppingSpec(_Model):
     stopped trial is recorded ``pruned`` (parquet status, MLflow KILLED, Optuna
     PRUNED), never complete."""
 
-    scheduler: Literal["asha", "median"] = "asha"
-    #: A training term every variant of the study reports (``loss``, ``recon``...).
-    metric: str = "loss"
-    mode: Literal["min", "max"] = "min"
-    #: Steps before a trial may be stopped; a multiple of ``training.checkpoint_every``.
-    grace_period: int = Field(1000, ge=1, le=MAX_STEPS)
-    #: ASHA's η: each rung keeps the best 1/η of the trials that reached it (at most 100).
-    reduction_factor: float = Field(3.0, gt=1, le=100)
+    scheduler: Literal["asha", "median"] = Field(
+        "asha", description="``asha`` (asynchronous successive halving) or ``median`` (the median stopping rule)."
+    )
+    metric: str = Field("loss", description="A training term every variant of the study reports (``loss``, ``recon``).")
+    mode: Literal["min", "max"] = Field("min", description="Whether a lower or a higher ``metric`` is better.")
+    grace_period: int = Field(
+        1000, ge=1, le=MAX_STEPS,
+        description="Steps before a trial may be stopped; a multiple of ``training.checkpoint_every``.",
+    )  # fmt: skip
+    reduction_factor: float = Field(
+        3.0, gt=1, le=100, description="ASHA's η: each rung keeps the best 1/η of the trials that reached it."
+    )
 
 
 class SearchSpec(_Model):
-    #: ``optuna``: sample ``num_trials`` configurations; ``grid``: every combination
-    #: of variants × weight choices × seeds (``num_trials`` is then that count).
-    mode: Literal["optuna", "grid"] = "optuna"
-    #: At most a million: a larger number is a typo (the Locatello et al. study has 12,600).
-    num_trials: int = Field(8, ge=1, le=MAX_TRIALS)
-    #: Packs training at once, at most 10,000.
-    max_concurrent: int = Field(2, ge=1, le=10_000)
-    sampler: Literal["tpe", "random", "nsga2"] = "tpe"
-    #: The sampler's seed; numpy's RandomState takes at most 2**32 − 1 (resumes add the trials run).
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    #: Retries of a trial that crashed (from its last checkpoint); divergence is not retried. At most 100.
-    max_failures: int = Field(2, ge=0, le=100)
-    #: Where Optuna keeps the searcher's history: ``sqlite`` (the default: ``optuna.db``
-    #: in the study folder, so ``optuna-dashboard sqlite:///<study>/optuna.db`` works), a
-    #: database URL (``sqlite:///...``, ``postgresql://user@host/db``; PostgreSQL needs
-    #: the ``postgres`` extra), or ``memory`` (the driver's memory only; a resume rebuilds
-    #: it from the trials' records).  The Optuna study is named after the spec.
-    storage: str | None = "sqlite"
-    #: Stop unpromising trials early (single-objective studies; see EarlyStoppingSpec).
-    early_stopping: EarlyStoppingSpec | None = None
+    """How the trials' configurations are chosen, how many run at once, and where the search keeps its history."""
+
+    mode: Literal["optuna", "grid"] = Field(
+        "optuna",
+        description="``optuna``: sample ``num_trials`` configurations; ``grid``: every combination of variants × "
+        "weight choices × seeds (``num_trials`` is then that count).",
+    )
+    num_trials: int = Field(
+        8, ge=1, le=MAX_TRIALS,
+        description="Trials of an Optuna search (``--num-trials`` overrides it).  At most a million: a larger number "
+        "is a typo (the Locatello et al. study has 12,600).",
+    )  # fmt: skip
+    max_concurrent: int = Field(2, ge=1, le=10_000, description="Packs (Ray trials) training at once.")
+    sampler: Literal["tpe", "random", "nsga2"] = Field(
+        "tpe", description="Optuna's sampler: ``tpe`` (default), ``random``, or ``nsga2`` (multi-objective)."
+    )
+    seed: int = Field(
+        0, ge=0, le=2**31 - 1,
+        description="The sampler's seed; numpy's RandomState takes at most 2**32 − 1 (resumes add the trials run).",
+    )  # fmt: skip
+    max_failures: int = Field(
+        2, ge=0, le=100,
+        description="Retries of a trial that crashed (from its last checkpoint, or from step 0 without one); "
+        "divergence is not retried.",
+    )  # fmt: skip
+    storage: str | None = Field(
+        "sqlite",
+        description="Where Optuna keeps the searcher's history: ``sqlite`` (the default: ``optuna.db`` in the study "
+        "folder, so ``optuna-dashboard sqlite:///<study>/optuna.db`` works), a database URL (``sqlite:///...``, "
+        "``postgresql://user@host/db``; PostgreSQL needs the ``postgres`` extra), or ``memory`` (the driver's memory "
+        "only; a resume rebuilds it from the trials' records).  The Optuna study is named after the spec.",
+    )
+    early_stopping: EarlyStoppingSpec | None = Field(
+        None, description="Stop unpromising trials early (single-objective studies, unpacked trials)."
+    )
 
 
 class ResourcesSpec(_Model):
     """What one trial (one pack) reserves on the cluster; fractions share a CPU or GPU."""
 
-    #: At most 1,024 CPUs per trial.
-    cpus: float = Field(1.0, gt=0, le=1024)
-    #: At most 64 GPUs per trial (no node has more).
-    gpus: float = Field(0.0, ge=0, le=64)
+    cpus: float = Field(1.0, gt=0, le=1024, description="CPUs per trial; also the trial's torch threads.")
+    gpus: float = Field(
+        0.0, ge=0, le=64, description="GPUs per trial (no node has more than 64); ``0.5`` puts two trials on a GPU."
+    )
 
 
 class StorageSpec(_Model):
@@ -242,56 +308,94 @@ class StorageSpec(_Model):
     ``result.json``, histories and artifacts there): say so with ``shared: true``;
     the run refuses a multi-node cluster otherwise."""
 
-    path: str | None = None
-    endpoint: str | None = None
-    region: str | None = None
-    shared: bool = False
+    path: str | None = Field(
+        None,
+        description="Tune's experiment state: a local folder (default: the study folder's ``ray/``) or an "
+        "``s3://``, ``gs://`` or ``file://`` URI.",
+    )
+    endpoint: str | None = Field(None, description="An S3-compatible server's URL, for an ``s3://`` ``path``.")
+    region: str | None = Field(None, description="The bucket's region, for an ``s3://`` ``path``.")
+    shared: bool = Field(
+        False,
+        description="The study folder is on a filesystem every node mounts (EFS, NFS, a ReadWriteMany volume); "
+        "required on a cluster of several nodes.",
+    )
 
 
 class TrackingSpec(_Model):
-    #: MLflow tracking URI; default: a SQLite store ``mlflow.db`` in the study folder.
-    uri: str | None = None
-    #: Steps between two ``log_batch`` calls of a trial.
-    flush_every: int = Field(100, ge=1, le=MAX_STEPS)
-    #: Seconds a finished trial waits for an unreachable server before writing what is
-    #: left to ``undelivered_tracking.jsonl`` (delivered later by ``vae-study sync``).
-    #: At most a day.
-    close_timeout: float = Field(120.0, ge=0, le=86_400)
-    #: Also log each trial's final model (``model.pt``) and UDR codes to MLflow. Off: the
-    #: trial folder keeps the one copy (``trials/<id>/artifacts/``; the run's ``model`` tag
-    #: names it) and MLflow gets the pictures, config and metrics.
-    log_models: bool = False
-    #: Also let Ray Tune write its own per-trial logs (``result.json``, ``progress.csv``,
-    #: TensorBoard event files) under ``ray/``: one point per checkpoint, in Ray's layout.
-    #: Off: the trial folders, the parquet and MLflow hold every term.
-    tune_loggers: bool = False
+    """Where and how often trials send their terms to MLflow."""
+
+    uri: str | None = Field(
+        None, description="MLflow tracking URI; default: a SQLite store ``mlflow.db`` in the study folder."
+    )
+    flush_every: int = Field(100, ge=1, le=MAX_STEPS, description="Steps between two ``log_batch`` calls of a trial.")
+    close_timeout: float = Field(
+        120.0, ge=0, le=86_400,
+        description="Seconds a finished trial waits for an unreachable server before writing what is left to "
+        "``undelivered_tracking.jsonl`` (delivered later by ``vae-study sync``).  At most a day.",
+    )  # fmt: skip
+    log_models: bool = Field(
+        False,
+        description="Also log each trial's final model (``model.pt``) and UDR codes to MLflow.  Off: the trial "
+        "folder keeps the one copy (``trials/<id>/artifacts/``; the run's ``model`` tag names it) and MLflow gets "
+        "the pictures, config and metrics.",
+    )
+    tune_loggers: bool = Field(
+        False,
+        description="Also let Ray Tune write its own per-trial logs (``result.json``, ``progress.csv``, TensorBoard "
+        "event files) under ``ray/``.  Off: the trial folders, the parquet and MLflow hold every term.",
+    )
 
 
 class StudySpec(_Model):
-    #: Names the study folder, the MLflow experiment and the Optuna study: at most 100 characters.
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
-    study_dir: str | None = None
-    #: One variant (with ``weights`` and ``variant_options``) ...
-    variant: str | None = None
-    #: Structural options of the variant (e.g. HFVAE's latent groups).
-    variant_options: dict[str, Any] = Field(default_factory=dict)
-    #: ... or several, each with its own weights and options; the variant is then searched too.
-    variants: dict[str, VariantSpec] | None = None
-    #: ``dsprites`` (procedural, default), ``color_dsprites``, ``noisy_dsprites``, or a
-    #: file-backed set (``dsprites_file``, ``shapes3d``, ``mpi3d``) with ``dataset_options.path``.
-    dataset: str = "dsprites"
-    dataset_options: dict[str, Any] = Field(default_factory=dict)
-    model: ModelSpec = ModelSpec()
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
-    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    #: Each in [0, 2**31 − 1] (torch's and numpy's generators are seeded with it).
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=100_000)
-    weights: dict[str, WeightSpec] = Field(default_factory=dict)
-    objectives: list[ObjectiveSpec] = Field(min_length=1)
-    search: SearchSpec = SearchSpec()
-    resources: ResourcesSpec = ResourcesSpec()
-    tracking: TrackingSpec = TrackingSpec()
-    storage: StorageSpec = StorageSpec()
+    """A study: what to train (variants, weights, data, model), how long, what to optimise, and where it runs."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+        description="Names the study folder, the MLflow experiment and the Optuna study: letters, digits, ``_.-``.",
+    )  # fmt: skip
+    study_dir: str | None = Field(
+        None, description="The study folder; ``--study-dir`` overrides it.  Default: ``studies/<name>``."
+    )
+    variant: str | None = Field(
+        None, description="One variant (with ``weights`` and ``variant_options``), or give ``variants`` instead."
+    )
+    variant_options: dict[str, Any] = Field(
+        default_factory=dict, description="Structural options of the variant (e.g. HFVAE's latent groups)."
+    )
+    variants: dict[str, VariantSpec] | None = Field(
+        None, description="Several variants, each with its own weights and options; the variant is then searched too."
+    )
+    dataset: str = Field(
+        "dsprites",
+        description="``dsprites`` (procedural, default), ``color_dsprites``, ``noisy_dsprites``, or a file-backed "
+        "set (``dsprites_file``, ``shapes3d``, ``mpi3d``) with ``dataset_options.path``.",
+    )
+    dataset_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the data set, e.g. ``{path: /data/3dshapes.h5}``."
+    )
+    model: ModelSpec = Field(ModelSpec(), description="The network and its decoder likelihood.")
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="How each trial trains.")
+    evaluation: EvaluationSpec = Field(
+        default_factory=EvaluationSpec, description="The held-out evaluation at the end of each trial."
+    )
+    seeds: list[int] = Field(
+        default_factory=lambda: [0], min_length=1, max_length=100_000,
+        description="Seeds cycled through by trial number (a grid runs each); each in [0, 2**31 − 1].",
+    )  # fmt: skip
+    weights: dict[str, WeightSpec] = Field(
+        default_factory=dict,
+        description="The variant's weights by name (``beta``, ``gamma``, ...), each a schedule: a number (constant), "
+        "a list of schedules to choose from, or ``{schedule, <param>: number or {low, high, log}}``.  Weights left "
+        "out take the variant's defaults.",
+    )
+    objectives: list[ObjectiveSpec] = Field(
+        min_length=1, description="What the search optimises: one objective, or two or more for a Pareto front."
+    )
+    search: SearchSpec = Field(SearchSpec(), description="How configurations are chosen and how many run at once.")
+    resources: ResourcesSpec = Field(ResourcesSpec(), description="What each trial reserves on the cluster.")
+    tracking: TrackingSpec = Field(TrackingSpec(), description="Where the trials' terms go in MLflow.")
+    storage: StorageSpec = Field(StorageSpec(), description="Where Ray Tune keeps its state; shared study folders.")
 
     _shorthand = model_validator(mode="before")(_expand_weight_shorthand)
 

@@ -35,7 +35,9 @@ def _check_int(owner: Any, name: str, low: int, high: int) -> None:
 class TrainingOptions:
     """How a model trains: every field of the spec's ``training`` section but the study's packing."""
 
+    #: Optimisation steps per trial (disentanglement_lib trains 300,000).
     steps: int = 1000
+    #: Images per step; at least 2 (the TC estimators need pairs).
     batch_size: int = 64
     #: Adam as in disentanglement_lib: lr 1e-4, betas (0.9, 0.999), eps 1e-8.
     lr: float = 1e-4
@@ -48,7 +50,8 @@ class TrainingOptions:
     estimator: str = "auto"
     #: Terms are averaged over this many steps and reported.
     log_every: int = 10
-    #: Report a resumable checkpoint every N steps (0: never); a multiple of log_every.
+    #: Report a resumable checkpoint every N steps; a multiple of log_every.  0: none but
+    #: the one a Ctrl+C or ``stop`` writes, so a crashed trial or a lost node starts again at step 0.
     checkpoint_every: int = 0
     #: Compile the networks (``torch.compile``; a pack compiles its whole forward step).
     compile: bool = False
@@ -83,6 +86,7 @@ class EvalConfig:
     differences between evaluation samples.
     """
 
+    #: Seed of the held-out stream (the same points for every trial).
     seed: int = 0
     #: Images on which the final terms (``recon``, ``kl``, ...) are averaged.
     recon_points: int = 2048
