@@ -18,6 +18,7 @@ import argparse
 import os
 import shlex
 import sys
+import textwrap
 from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,12 +42,125 @@ class ExitCode(IntEnum):
 
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vae-study", description="Hyperparameter studies of disentangling VAEs.")
-    commands = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples keep their lines; an option's help shows its default where it has one worth showing.
 
-    run = commands.add_parser("run", help="run a study from a YAML spec")
-    run.add_argument("spec", type=Path)
+    argparse's own ArgumentDefaultsHelpFormatter would also print ``(default: None)`` and
+    ``(default: False)`` for every flag and unset option, which says nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+#: Each command's description and examples (its ``--help``), written once here; docs/reference/cli.md
+#: is generated from the parser.
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": (
+        "run a study from a YAML spec",
+        "Run a study: validate SPEC, check what only connecting can tell (storage, tracking server, GPUs, "
+        "cluster), then train its trials on a local Ray (default) or a cluster, print one line per trial event, "
+        "and end with results.parquet, report.html and the Pareto plot in the study folder.",
+        "vae-study run examples/default.yaml\n"
+        "vae-study run examples/default.yaml --study-dir studies/beta-sweep --num-trials 32 --quiet\n"
+        "vae-study run examples/cluster_gpu.yaml --study-dir /mnt/studies/locatello-gpu --address auto",
+    ),
+    "resume": (
+        "finish a stopped study, or one whose driver died",
+        "Go on with a study: keep the trials that ended, run each interrupted trial (or pack) again from its "
+        "newest checkpoint into its own MLflow run, and ask the search only for the trials still missing, so "
+        "the study ends with exactly its spec's trials.",
+        "vae-study resume studies/default\n"
+        "vae-study resume studies/default --take-over     # the driver died and left its study.lock",
+    ),
+    "submit": (
+        "run a study as a Ray Job on a cluster (its driver runs there; this returns at once)",
+        "Submit a study to a Ray cluster through its dashboard's job API: the driver runs on the head and "
+        "outlives this shell.  Checked before submitting: the spec, an absolute study folder on the cluster's "
+        "shared filesystem, the dashboard and its token, shared storage on a multi-node cluster.",
+        "export RAY_API_SERVER_ADDRESS=http://127.0.0.1:8265   # an SSH tunnel to the head's dashboard\n"
+        "vae-study submit examples/cluster_gpu.yaml --study-dir /mnt/studies/locatello-gpu\n"
+        "vae-study submit --resume /mnt/studies/locatello-gpu --take-over",
+    ),
+    "jobs": (
+        "the studies submitted to a cluster: state, trials done, who, since when",
+        "List every study submitted to the cluster with vae-study, by anyone: job id, study, state (with the "
+        "driver's exit code when it failed), trials done out of the total, start time, user and folder.",
+        "vae-study jobs --address http://127.0.0.1:8265",
+    ),
+    "logs": (
+        "a submitted study's run log",
+        "Print a submitted study's run log; with --follow, stream it until the study ends and exit as its "
+        "driver did (0, 1, 2, or 130 when it was stopped).",
+        "vae-study logs locatello-gpu --follow           # a study's name means its latest job\n"
+        "vae-study logs locatello-gpu-20261202-111448",
+    ),
+    "stop": (
+        "stop a submitted study gracefully (it stays resumable)",
+        "Stop a submitted study as Ctrl+C would: running trials checkpoint, the study's MLflow run ends KILLED, "
+        "and the job ends STOPPED; 'vae-study submit --resume DIR' goes on with it.  Exit 1 if the job still "
+        "runs after the wait.",
+        "vae-study stop locatello-gpu\n"
+        "vae-study stop locatello-gpu-20261202-111448 --no-wait",
+    ),
+    "validate": (
+        "check a spec and print it resolved",
+        "Validate SPEC as 'run' would (types, bounds, the weights each variant takes, schedules, objectives, "
+        "data files) and print it with every default filled in, as JSON; exit 2 naming the field otherwise.",
+        "vae-study validate examples/default.yaml",
+    ),
+    "export": (
+        "write results.parquet and history.parquet of a study folder",
+        "(Re)write the study's results.parquet (one row per trial) and history.parquet (every logged term) "
+        "from what its trials wrote; an old study's file is rewritten in the current schema.",
+        "vae-study export studies/default",
+    ),
+    "status": (
+        "trials done / running / failed / pending, best so far, ETA",
+        "Show a study's progress from its folder: trials completed, running, failed and pending, the best "
+        "trial so far on each objective, and an ETA from the completed trials' mean duration.",
+        "vae-study status studies/default",
+    ),
+    "sync": (
+        "deliver tracking that trials could not send to MLflow",
+        "Send the metrics and tags that trials spilled to undelivered_tracking.jsonl while the MLflow server "
+        "was away; exit 1 while some are still undelivered.",
+        "vae-study sync studies/default --timeout 120",
+    ),
+    "report": (
+        "write report.html (figures and tables) of a study folder",
+        "Write the study's self-contained report.html: the Pareto front, the front trials' reconstructions, "
+        "traversals and curves, objectives against each weight, spread across seeds, correlations and UDR.",
+        "vae-study report studies/default",
+    ),
+}
+
+_STUDY_DIR_HELP = "the study folder (the one 'run' wrote)"
+
+
+def _command_parser(commands: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    summary, description, examples = _COMMANDS[name]
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples.splitlines())
+    return commands.add_parser(
+        name, help=summary, description=textwrap.fill(description, 88), epilog=epilog, formatter_class=_HelpFormatter
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vae-study",
+        description="Hyperparameter studies of disentangling VAEs: Ray Tune runs the trials, Optuna searches the "
+        "weights and their schedules, MLflow records every term, and each study ends with a Pareto front.",
+        epilog="'vae-study COMMAND --help' describes each command, with examples.  Exit codes: 0 every trial ended "
+        "by design; 1 some trials errored; 2 bad input (nothing written); 130 interrupted (resumable).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = _command_parser(commands, "run")
+    run.add_argument("spec", type=Path, metavar="SPEC", help="the study's YAML spec (see examples/)")
     run.add_argument("--study-dir", type=Path, help="study folder (default: spec's study_dir, else studies/<name>)")
     run.add_argument(
         "--address", help="Ray cluster address (auto, ray://host:10001); default RAY_ADDRESS or a local Ray"
@@ -55,10 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a local Ray (127.0.0.1:8265)")
     _output_options(run)
 
-    resume = commands.add_parser(
-        "resume", help="finish a study whose driver died (kept trials, resumed ones, the rest)"
-    )
-    resume.add_argument("study_dir", type=Path)
+    resume = _command_parser(commands, "resume")
+    resume.add_argument("study_dir", type=Path, metavar="STUDY_DIR", help=_STUDY_DIR_HELP)
     resume.add_argument("--address", help="Ray cluster address; default RAY_ADDRESS or a local Ray")
     resume.add_argument(
         "--take-over", action="store_true", help="claim a folder whose run died (its study.lock names a dead process)"
@@ -66,10 +178,8 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a local Ray")
     _output_options(resume)
 
-    submit = commands.add_parser(
-        "submit", help="run a study as a Ray Job on a cluster (its driver runs there; this returns at once)"
-    )
-    submit.add_argument("spec", type=Path, nargs="?", help="the study's spec (or --resume STUDY_DIR)")
+    submit = _command_parser(commands, "submit")
+    submit.add_argument("spec", type=Path, nargs="?", metavar="SPEC", help="the study's spec (or --resume STUDY_DIR)")
     submit.add_argument("--resume", metavar="STUDY_DIR", help="go on with a stopped or crashed study, as a job")
     submit.add_argument(
         "--take-over", action="store_true",
@@ -86,34 +196,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     _address_option(submit)
 
-    jobs = commands.add_parser("jobs", help="the studies submitted to a cluster: state, trials done, who, since when")
+    jobs = _command_parser(commands, "jobs")
     _address_option(jobs)
 
-    logs = commands.add_parser("logs", help="a submitted study's run log")
-    logs.add_argument("job", help="job id, or a study's name (its latest job)")
+    logs = _command_parser(commands, "logs")
+    logs.add_argument("job", metavar="JOB", help="job id, or a study's name (its latest job)")
     logs.add_argument("--follow", "-f", action="store_true", help="print as it grows, until the study ends")
     _address_option(logs)
 
-    stop = commands.add_parser("stop", help="stop a submitted study gracefully (it stays resumable)")
-    stop.add_argument("job", help="job id, or a study's name (its latest job)")
+    stop = _command_parser(commands, "stop")
+    stop.add_argument("job", metavar="JOB", help="job id, or a study's name (its latest job)")
     stop.add_argument("--no-wait", action="store_true", help="return once asked; do not wait for the study to stop")
     _address_option(stop)
 
-    validate = commands.add_parser("validate", help="check a spec and print it resolved")
-    validate.add_argument("spec", type=Path)
+    validate = _command_parser(commands, "validate")
+    validate.add_argument("spec", type=Path, metavar="SPEC", help="the YAML spec to check")
 
-    export = commands.add_parser("export", help="write results.parquet of a study folder")
-    export.add_argument("study_dir", type=Path)
+    for name in ("export", "status", "report"):
+        _command_parser(commands, name).add_argument("study_dir", type=Path, metavar="STUDY_DIR", help=_STUDY_DIR_HELP)
 
-    status = commands.add_parser("status", help="trials done / running / failed / pending, best so far, ETA")
-    status.add_argument("study_dir", type=Path)
-
-    sync = commands.add_parser("sync", help="deliver tracking that trials could not send to MLflow")
-    sync.add_argument("study_dir", type=Path)
+    sync = _command_parser(commands, "sync")
+    sync.add_argument("study_dir", type=Path, metavar="STUDY_DIR", help=_STUDY_DIR_HELP)
     sync.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server per trial")
-
-    report = commands.add_parser("report", help="write report.html (figures and tables) of a study folder")
-    report.add_argument("study_dir", type=Path)
     return parser
 
 
@@ -130,7 +234,7 @@ def _output_options(command: argparse.ArgumentParser) -> None:
         "--verbose", action="store_true", help="also print Ray's own output (its status table, the trials' logs)"
     )
     command.add_argument(
-        "--progress-every", type=float, default=30.0, metavar="S", help="seconds between progress lines (default 30)"
+        "--progress-every", type=float, default=30.0, metavar="S", help="seconds between progress lines"
     )
 
 
