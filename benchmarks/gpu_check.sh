@@ -109,7 +109,7 @@ for candidate in .venv/bin/python python3; do
         [ -z "$STUDY_PY" ] && [ "$(field "$info" study)" = 1 ] && STUDY_PY=$candidate
     elif [ "$candidate" = .venv/bin/python ]; then
         say "  .venv's torch has no usable CUDA (a CPU build, or a CUDA build the driver cannot run):" \
-            "reinstall with a CUDA wheel, e.g. \`make clean install TORCH='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128'\`"
+            "reinstall with a CUDA wheel, e.g. \`make clean install TORCH_INDEX=https://download.pytorch.org/whl/cu128\`"
     fi
 done
 # The study's dependencies carried as wheels (device machines without an index: .whl/ at the root).
