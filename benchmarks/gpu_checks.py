@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainers.config import EvalConfig, TrainConfig
 from trainers.data import make_dataset
-from trainers.pack import NullMemberReporter, train_pack
-from trainers.train import NullReporter, train
+from trainers.pack import train_pack
+from trainers.reporting import NullReporter
+from trainers.train import train
 
 NETWORK_OPS = {F.conv2d, F.conv_transpose2d, F.linear, torch.conv2d, torch.conv_transpose2d}
 
@@ -84,7 +85,7 @@ class BatchDevices:
         self.cls.observations = self.original
 
 
-class TermReports(NullMemberReporter, NullReporter):
+class TermReports(NullReporter):
     def __init__(self) -> None:
         self.reports: list = []
 
@@ -111,7 +112,7 @@ def check_placement(device: str, steps: int) -> str:
     lines = []
     for name, run in (
         ("unpacked", lambda: train(_config(device, steps), NullReporter())),
-        ("pack of 2", lambda: train_pack([_config(device, steps, s) for s in range(2)], NullMemberReporter())),
+        ("pack of 2", lambda: train_pack([_config(device, steps, s) for s in range(2)], NullReporter())),
     ):
         with OpRecorder() as ops, BatchDevices() as batches:
             run()
@@ -140,7 +141,7 @@ def _bf16_check(device: str, steps: int, members: int) -> str:
     outputs = dict(ops.out_dtypes)
     share = ops.out_dtypes["bfloat16"] / max(1, sum(ops.out_dtypes.values()))
     for terms in bf16_report.reports:
-        for member in terms if isinstance(terms, list) else [terms]:
+        for member in terms:
             for name, value in member.items():
                 assert isinstance(value, float) and math.isfinite(value), f"term {name}: {value!r}"
     worst: dict[str, float] = {}

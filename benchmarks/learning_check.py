@@ -117,9 +117,12 @@ def run_product(name: str, spec: dict, steps: int, lr: float, seed: int, probe_e
 
     import torch
 
+    from trainers.artifacts import load_model
     from trainers.config import EvalConfig, TrainConfig
     from trainers.data import make_dataset
-    from trainers.train import NullReporter, build, load_model, train
+    from trainers.reporting import NullReporter
+    from trainers.setup import build
+    from trainers.train import train
 
     torch.set_num_threads(1)
     options = {"precision": "auto", **{k: v for k, v in spec.items() if k not in ("variant", "weights")}}
@@ -144,7 +147,8 @@ def run_product(name: str, spec: dict, steps: int, lr: float, seed: int, probe_e
             self.probes: list[dict] = []
 
         def on_terms(self, step, terms):
-            self.curve.append({"step": step, **{k: round(float(v), 4) for k, v in terms.items()}})
+            # The plain loop reports as member 0 of one.
+            self.curve.append({"step": step, **{k: round(float(v), 4) for k, v in terms[0].items()}})
 
         def on_checkpoint(self, step, state):
             _, model = build(config, data)
@@ -332,7 +336,7 @@ def diagnose() -> None:
 
     from trainers.config import TrainConfig
     from trainers.data import make_dataset
-    from trainers.train import build, stream_seeds
+    from trainers.setup import build, stream_seeds
 
     torch.set_num_threads(1)
     data = make_dataset("dsprites")

@@ -4,7 +4,7 @@ Starts ``--busy`` processes that each train a small MLP on one thread (the trial
 beside the metric), then times the metrics that fit with torch (the BetaVAE score's
 and explicitness' logistic regressions) with torch's threads at the host's core count
 (torch's default, what a metric got when nothing sized it) and at ``--share`` (a
-trial's ``resources.cpus``, what ``trainers.train.compute_metric`` now sets through
+trial's ``resources.cpus``, what ``trainers.evaluation.compute_metric`` now sets through
 ``trainers.metrics.threads.metric_threads``). Same code and sizes as
 ``metrics_suite.py``.
 

@@ -43,7 +43,7 @@ def per_variant(batch: int) -> list[dict]:
     from study.space import grid_points
     from study.spec import load_spec
     from trainers.data import make_dataset
-    from trainers.train import build, stream_seeds
+    from trainers.setup import build, stream_seeds
 
     spec = load_spec(ROOT / "examples" / "locatello_grid.yaml")
     rows, seen = [], set()

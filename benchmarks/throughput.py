@@ -98,8 +98,9 @@ def matmul_peak(device: str, precision: str) -> float:
 def child(k: int, mode: str, steps: int, batch_size: int, device: str, threads: int) -> None:
     import torch
 
-    from trainers.pack import NullMemberReporter, train_pack
-    from trainers.train import NullReporter, train
+    from trainers.pack import train_pack
+    from trainers.reporting import NullReporter
+    from trainers.train import train
 
     if threads:
         torch.set_num_threads(threads)
@@ -111,7 +112,7 @@ def child(k: int, mode: str, steps: int, batch_size: int, device: str, threads: 
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
 
-    class Clock(NullMemberReporter, NullReporter):
+    class Clock(NullReporter):
         def on_terms(self, step, terms):  # the report's .tolist() has synchronised already
             stamp()
 

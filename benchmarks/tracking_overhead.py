@@ -24,7 +24,8 @@ from study.folder import TrialFolder, TrialRecord, TrialStatus
 from study.tracking import TrialTracker, default_tracking_uri, open_study_run
 from study.trial import PackReporter
 from trainers.config import EvalConfig, TrainConfig
-from trainers.members import NullMemberReporter, train_members
+from trainers.members import train_members
+from trainers.reporting import NullReporter
 
 
 def main() -> None:
@@ -45,10 +46,10 @@ def main() -> None:
         spec.write_text("name: overhead\n")
         study = open_study_run(default_tracking_uri(root), "overhead", root / "artifacts", {}, spec)
         times: dict[str, list[float]] = {"untracked": [], "tracked": []}
-        train_members([TrainConfig(**{**config.__dict__, "steps": 20})], NullMemberReporter())  # warm-up
+        train_members([TrainConfig(**{**config.__dict__, "steps": 20})], NullReporter())  # warm-up
         for repeat in range(args.repeats):
             began = time.perf_counter()
-            train_members([config], NullMemberReporter())
+            train_members([config], NullReporter())
             times["untracked"].append(time.perf_counter() - began)
 
             began = time.perf_counter()

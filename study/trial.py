@@ -53,7 +53,7 @@ from study.tracking import StudyRun, TrialTracker, dotted, find_trial_run
 from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.config import TrainConfig
 from trainers.members import train_members
-from trainers.train import TrainingDiverged, TrainResult
+from trainers.reporting import TrainingDiverged, TrainResult
 
 log = logging.getLogger(__name__)
 

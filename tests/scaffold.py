@@ -1,5 +1,5 @@
 """Scaffolding the tests share (through the fixtures in conftest.py): the tiny spec factory,
-the CLI runner, the MLflow recorder and the whole-study kill."""
+the CLI runner, the MLflow recorder, the whole-study kill and the training loops' recorder."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from study.folder import StudyFolder, checkpoint_dir, checkpoint_step
+from trainers.reporting import NullReporter, TrainingDiverged, TrainResult
 
 #: A study small enough for the suite: 20 steps of a 4-latent β-VAE, three trials.
 TINY: dict[str, Any] = {
@@ -397,3 +398,35 @@ def descendants(root: int) -> set[int]:
                 found.add(child)
                 stack.append(child)
     return found
+
+
+class Recorder(NullReporter):
+    """Every report of a training loop (``trainers.reporting.Reporter``); asks for a checkpoint
+    after each step in ``checkpoint_at`` (as a study being stopped does)."""
+
+    def __init__(self, checkpoint_at: tuple[int, ...] = ()) -> None:
+        #: ``(step, [each member's terms, None for a failed member])`` per report.
+        self.terms: list[tuple[int, list[dict[str, float] | None]]] = []
+        self.states: dict[int, dict[str, Any]] = {}
+        self.failed: dict[int, TrainingDiverged] = {}
+        self.ended: list[tuple[int, TrainResult]] = []
+        self.checkpoint_at = set(checkpoint_at)
+
+    def on_terms(self, step: int, terms: Any) -> None:
+        self.terms.append((step, [None if t is None else dict(t) for t in terms]))
+
+    def on_member_failed(self, member: int, error: TrainingDiverged) -> None:
+        self.failed[member] = error
+
+    def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
+        self.states[step] = state
+
+    def on_member_end(self, member: int, result: TrainResult) -> None:
+        self.ended.append((member, result))
+
+    def wants_checkpoint(self, step: int) -> bool:
+        return step in self.checkpoint_at
+
+    def member_terms(self, member: int = 0) -> list[tuple[int, dict[str, float] | None]]:
+        """``(step, terms)`` of one member, report by report."""
+        return [(step, terms[member]) for step, terms in self.terms]

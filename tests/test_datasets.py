@@ -9,7 +9,8 @@ from study.spec import SpecError, parse_spec
 from trainers.config import EvalConfig, TrainConfig
 from trainers.data import ColorDSprites, DataFileError, NoisyDSprites, ProceduralDSprites, make_dataset
 from trainers.data.files import MPI3D_LAYOUTS, load_mpi3d
-from trainers.train import NullReporter, train
+from trainers.reporting import NullReporter
+from trainers.train import train
 
 
 def _grid(sizes):

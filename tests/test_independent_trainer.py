@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from scaffold import Recorder
 
 from trainers.config import EvalConfig, TrainConfig
 from trainers.data import make_dataset
-from trainers.train import NullReporter, build, stream_seeds, train
+from trainers.setup import build, stream_seeds
+from trainers.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 30
@@ -26,14 +28,6 @@ def _plain_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-class Curve(NullReporter):
-    def __init__(self) -> None:
-        self.terms: list[dict[str, float]] = []
-
-    def on_terms(self, step, terms):
-        self.terms.append(dict(terms))
 
 
 def test_the_product_trainer_follows_an_independent_beta_vae_step_by_step():
@@ -61,8 +55,9 @@ def test_the_product_trainer_follows_an_independent_beta_vae_step_by_step():
         for mine, other in zip(ours, theirs, strict=True):
             other.copy_(mine)
 
-    product = Curve()
+    product = Recorder()
     train(config, product)
+    curve = [terms for _, terms in product.member_terms()]
 
     optimizer = plain.adam(independent, config.lr)
     data_rng = torch.Generator().manual_seed(seeds["data"])
@@ -75,6 +70,6 @@ def test_the_product_trainer_follows_an_independent_beta_vae_step_by_step():
         terms["loss"].backward()
         optimizer.step()
         for name in ("recon", "kl", "loss"):
-            assert product.terms[step][name] == pytest.approx(terms[name].item(), rel=1e-3, abs=1e-3), (step, name)
+            assert curve[step][name] == pytest.approx(terms[name].item(), rel=1e-3, abs=1e-3), (step, name)
     # The run learned something in 30 steps (the comparison is not between two frozen models).
-    assert product.terms[-1]["recon"] < 0.8 * product.terms[0]["recon"]
+    assert curve[-1]["recon"] < 0.8 * curve[0]["recon"]

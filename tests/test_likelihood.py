@@ -4,12 +4,14 @@ import math
 
 import pytest
 import torch
+from scaffold import Recorder
 from torch.distributions import Bernoulli, Normal
 
 from trainers.config import EvalConfig, ModelOptions, TrainConfig
 from trainers.models import GaussianVAE, make_likelihood
 from trainers.objectives import make_objective
-from trainers.train import NullReporter, train
+from trainers.reporting import NullReporter
+from trainers.train import train
 
 
 def _images(b=4, c=1, seed=0):
@@ -91,14 +93,9 @@ def test_a_gaussian_trial_on_colour_data_trains_and_resumes_only_as_gaussian(tmp
         num_threads=1,
         eval=EvalConfig(recon_points=16, udr_points=16, metric_options={"mig": {"num_points": 200}}),
     )
-    states = []
-
-    class Keep(NullReporter):
-        def on_checkpoint(self, step, state):
-            states.append(state)
-
-    result = train(config, Keep(), output_dir=tmp_path)
+    kept = Recorder()
+    result = train(config, kept, output_dir=tmp_path)
     assert math.isfinite(result.terms["recon"]) and "mig" in result.metrics
     bernoulli = TrainConfig(**{**config.to_dict(), "decoder": "bernoulli", "decoder_sigma_learned": False})
     with pytest.raises(Exception, match="decoder"):
-        train(bernoulli, NullReporter(), resume=states[0])
+        train(bernoulli, NullReporter(), resume=kept.states[2])

@@ -331,9 +331,9 @@ def test_array_level_scores_and_the_prune_threshold_option():
 
 def test_metrics_run_on_the_trials_threads_and_give_them_back(monkeypatch):
     from trainers.config import TrainConfig
+    from trainers.evaluation import compute_metric
     from trainers.metrics import Metric
     from trainers.metrics.threads import metric_threads
-    from trainers.train import compute_metric
 
     before = torch.get_num_threads()
     seen = []

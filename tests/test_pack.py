@@ -6,13 +6,15 @@ import os
 
 import pytest
 import torch
+from scaffold import Recorder
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from trainers.checkpoint import load_checkpoint, save_checkpoint
 from trainers.config import EvalConfig, TrainConfig
 from trainers.objectives import make_objective
-from trainers.pack import NullMemberReporter, check_pack, train_pack
-from trainers.train import NullReporter, TrainingDiverged, train
+from trainers.pack import check_pack, train_pack
+from trainers.reporting import NullReporter, TrainingDiverged
+from trainers.train import train
 
 # Float reassociation of batched (grouped) kernels only; a wrong stream or a
 # shared gradient is off by orders of magnitude more.
@@ -46,40 +48,6 @@ def _config(seed: int, weights: dict | None = None, **overrides) -> TrainConfig:
     )
     options.update(overrides)
     return TrainConfig(**options)
-
-
-class Recorder(NullReporter):
-    """Every report of an unpacked run."""
-
-    def __init__(self) -> None:
-        self.terms: list[dict[str, float]] = []
-        self.states: dict[int, dict] = {}
-
-    def on_terms(self, step, terms):
-        self.terms.append(dict(terms))
-
-    def on_checkpoint(self, step, state):
-        self.states[step] = state
-
-
-class PackRecorder(NullMemberReporter):
-    def __init__(self) -> None:
-        self.terms: list[list] = []
-        self.states: dict[int, dict] = {}
-        self.failed: dict[int, TrainingDiverged] = {}
-        self.ended: list[int] = []
-
-    def on_terms(self, step, terms):
-        self.terms.append(list(terms))
-
-    def on_member_failed(self, member, error):
-        self.failed[member] = error
-
-    def on_checkpoint(self, step, state):
-        self.states[step] = state
-
-    def on_member_end(self, member, result):
-        self.ended.append(member)
 
 
 def _assert_terms_close(packed: dict[str, float], unpacked: dict[str, float]) -> None:
@@ -117,14 +85,15 @@ MEMBERS = {
 @pytest.mark.parametrize("variant", list(MEMBERS))
 def test_packed_members_match_their_unpacked_twins(variant):
     configs = [_config(seed, weights, variant=variant) for seed, weights in enumerate(MEMBERS[variant])]
-    pack = PackRecorder()
+    pack = Recorder()
     outcomes = train_pack(configs, pack)
-    assert pack.ended == [0, 1, 2] and not pack.failed
+    assert [k for k, _ in pack.ended] == [0, 1, 2] and not pack.failed
     for k, config in enumerate(configs):
         alone = Recorder()
         result = train(config, alone)
-        for step, terms in enumerate(alone.terms):
-            _assert_terms_close(pack.terms[step][k], terms)
+        for (step, terms), (packed_step, packed) in zip(alone.member_terms(), pack.member_terms(k), strict=True):
+            assert packed_step == step
+            _assert_terms_close(packed, terms)
         _assert_terms_close(outcomes[k].terms, result.terms)
         # Parameters after 4 steps, and Adam's moments: the member's slice is its own optimiser.
         packed_state, state = pack.states[4], alone.states[4]
@@ -146,24 +115,24 @@ def test_a_diverging_member_fails_alone_and_the_others_are_untouched():
     # β = 1e39 is infinite in float32: that member's loss is non-finite from step 0.
     weights = [{"beta": {"schedule": "constant", "value": v}} for v in (4.0, 1e39, 2.0)]
     configs = [_config(seed, w) for seed, w in enumerate(weights)]
-    pack = PackRecorder()
+    pack = Recorder()
     outcomes = train_pack(configs, pack)
     with pytest.raises(TrainingDiverged) as alone:
         train(configs[1], NullReporter())
     assert isinstance(outcomes[1], TrainingDiverged)
     assert (outcomes[1].step, outcomes[1].term) == (alone.value.step, alone.value.term) == (0, "loss")
-    assert set(pack.failed) == {1} and pack.ended == [0, 2]
-    assert all(terms[1] is None for terms in pack.terms)
+    assert set(pack.failed) == {1} and [k for k, _ in pack.ended] == [0, 2]
+    assert all(terms is None for _, terms in pack.member_terms(1))
     for k in (0, 2):
         _assert_terms_close(outcomes[k].terms, train(configs[k], NullReporter()).terms)
 
 
 def test_a_resumed_pack_continues_exactly(tmp_path):
     configs = [_config(seed, steps=6, checkpoint_every=3) for seed in range(2)]
-    whole = PackRecorder()
+    whole = Recorder()
     expected = train_pack(configs, whole)
     path = save_checkpoint(tmp_path / "pack.pt", whole.states[3])
-    resumed = PackRecorder()
+    resumed = Recorder()
     outcomes = train_pack(configs, resumed, resume=load_checkpoint(path))
     assert resumed.terms == whole.terms[3:]
     assert [o.terms for o in outcomes] == [o.terms for o in expected]
@@ -171,7 +140,7 @@ def test_a_resumed_pack_continues_exactly(tmp_path):
 
 def test_members_write_unpacked_artifacts(tmp_path):
     configs = [_config(seed) for seed in range(2)]
-    train_pack(configs, NullMemberReporter(), output_dirs=[tmp_path / "a", tmp_path / "b"])
+    train_pack(configs, NullReporter(), output_dirs=[tmp_path / "a", tmp_path / "b"])
     # Member b's checkpoint is an unpacked trial's: it loads into the unpacked model.
     state = load_checkpoint(tmp_path / "b" / "model.pt")
     model = make_objective("beta_vae", {}, 2).build_model(10, 1, "code")
@@ -186,16 +155,11 @@ def test_what_cannot_share_a_pack_is_named():
     with pytest.raises(ValueError, match=r"pack member 1: variant"):
         check_pack([_config(0), _config(1, variant="vae")])
     with pytest.raises(ValueError, match=r"variant 'factor_vae' cannot be packed"):
-        train_pack([_config(0, variant="factor_vae"), _config(1, variant="factor_vae")], NullMemberReporter())
+        train_pack([_config(0, variant="factor_vae"), _config(1, variant="factor_vae")], NullReporter())
+    kept = Recorder()
+    train_pack([_config(0), _config(1)], kept)
     with pytest.raises(ValueError, match="checkpoint member 1 was written for seed=1"):
-        state = {}
-
-        class Keep(NullMemberReporter):
-            def on_checkpoint(self, step, s):
-                state.update(s)
-
-        train_pack([_config(0), _config(1)], Keep())
-        train_pack([_config(0), _config(2)], NullMemberReporter(), resume=state)
+        train_pack([_config(0), _config(2)], NullReporter(), resume=kept.states[4])
 
 
 class ConvolutionDtypes(TorchDispatchMode):
@@ -216,10 +180,10 @@ class ConvolutionDtypes(TorchDispatchMode):
 
 def test_bf16_packs_compute_their_networks_in_bf16_and_keep_the_terms_near_float32():
     configs = [_config(seed, steps=10, checkpoint_every=0) for seed in range(2)]
-    fp32 = train_pack(configs, NullMemberReporter())
+    fp32 = train_pack(configs, NullReporter())
     bf16_configs = [_config(s, steps=10, checkpoint_every=0, precision="bf16") for s in range(2)]
     with ConvolutionDtypes() as recorded:
-        bf16 = train_pack(bf16_configs, NullMemberReporter())
+        bf16 = train_pack(bf16_configs, NullReporter())
     # Training's network arithmetic is bf16 (autocast alone left vmapped convolutions in float32):
     # every backward convolution (training only; evaluation runs no backward pass) is bf16.
     backward = [dtype for name, dtype in recorded.seen if name == "convolution_backward"]

@@ -147,8 +147,8 @@ def test_traversal_rows_are_labelled_sorted_by_kl_and_inactive_ones_marked():
 
 def test_pictures_are_cut_from_the_trials_pngs_with_their_latents(tmp_path):
     torch = pytest.importorskip("torch")
+    from trainers.artifacts import write_traversal_latents
     from trainers.images import tile, write_png
-    from trainers.train import write_traversal_latents
 
     rng = np.random.default_rng(1)
     rows = torch.tensor(rng.random((3 * 9, 1, 64, 64)), dtype=torch.float32)

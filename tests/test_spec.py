@@ -145,7 +145,8 @@ def test_every_example_trains_as_written(path):
 
     from study.space import DefineByRun, grid_points, strip_variant_prefix
     from trainers.config import EvalConfig
-    from trainers.train import NullReporter, train
+    from trainers.reporting import NullReporter
+    from trainers.train import train
 
     spec = load_spec(path)
     if spec.search.mode == "grid":

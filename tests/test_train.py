@@ -4,10 +4,12 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
+from scaffold import Recorder
 
 from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.config import EvalConfig, TrainConfig
-from trainers.train import NullReporter, TrainingDiverged, train
+from trainers.reporting import NullReporter, TrainingDiverged
+from trainers.train import train
 
 
 def _config(**changes):
@@ -27,28 +29,15 @@ def _config(**changes):
     return TrainConfig(**base)
 
 
-class Recorder(NullReporter):
-    def __init__(self):
-        self.terms, self.states, self.ends = [], [], []
-
-    def on_terms(self, step, terms):
-        self.terms.append((step, dict(terms)))
-
-    def on_checkpoint(self, step, state):
-        self.states.append((step, state))
-
-    def on_end(self, result):
-        self.ends.append(result)
-
-
 def test_reports_terms_checkpoints_and_a_result(tmp_path):
     rec = Recorder()
     result = train(_config(), rec, output_dir=tmp_path)
-    assert [s for s, _ in rec.terms] == [5, 10, 15, 20]
-    assert [s for s, _ in rec.states] == [10]
-    assert rec.ends == [result]
-    assert set(rec.terms[0][1]) == {"recon", "kl", "index_code_mi", "total_correlation", "dimwise_kl", "loss", "beta"}
-    assert rec.terms[-1][1]["loss"] < rec.terms[0][1]["loss"]
+    terms = rec.member_terms()
+    assert [s for s, _ in terms] == [5, 10, 15, 20]
+    assert list(rec.states) == [10]
+    assert rec.ended == [(0, result)] and not rec.failed
+    assert set(terms[0][1]) == {"recon", "kl", "index_code_mi", "total_correlation", "dimwise_kl", "loss", "beta"}
+    assert terms[-1][1]["loss"] < terms[0][1]["loss"]
     assert set(result.metrics) == {"mig"} and 0 <= result.metrics["mig"] <= 1
     for name in ("reconstructions", "traversals"):
         image = matplotlib.image.imread(result.artifacts[name])
@@ -60,9 +49,8 @@ def test_reports_terms_checkpoints_and_a_result(tmp_path):
 def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run():
     full = Recorder()
     whole = train(_config(), full)
-    _, state = full.states[0]
     resumed_rec = Recorder()
-    resumed = train(_config(), resumed_rec, resume=state)
+    resumed = train(_config(), resumed_rec, resume=full.states[10])
     assert [s for s, _ in resumed_rec.terms] == [15, 20]
     assert resumed_rec.terms == full.terms[2:]
     assert resumed.terms == whole.terms and resumed.metrics == whole.metrics
@@ -72,15 +60,11 @@ def test_a_checkpoint_asked_for_off_the_grid_resumes_exactly():
     """A stopping study asks for a checkpoint at step 7 (checkpoint_every is 10): the run
     resumed from it reports what the uninterrupted run reported after step 7."""
 
-    class AsksAt7(Recorder):
-        def wants_checkpoint(self, step):
-            return step == 7
-
-    asked = AsksAt7()
+    asked = Recorder(checkpoint_at=(7,))
     whole = train(_config(log_every=1, checkpoint_every=10), asked)
-    assert [s for s, _ in asked.states] == [7, 10]
+    assert list(asked.states) == [7, 10]
     resumed_rec = Recorder()
-    resumed = train(_config(log_every=1, checkpoint_every=10), resumed_rec, resume=asked.states[0][1])
+    resumed = train(_config(log_every=1, checkpoint_every=10), resumed_rec, resume=asked.states[7])
     assert resumed_rec.terms == asked.terms[7:]
     assert resumed.terms == whole.terms
 
@@ -94,9 +78,11 @@ def test_same_seed_same_run_other_seed_other_run():
 def test_divergence_names_the_step_and_the_term():
     # A learning rate of 100 blows the decoder up in one Adam step: the second
     # forward pass (step 1) has non-finite logits, so recon goes first.
+    rec = Recorder()
     with pytest.raises(TrainingDiverged) as caught:
-        train(_config(lr=100.0, checkpoint_every=0), NullReporter())
+        train(_config(lr=100.0, checkpoint_every=0), rec)
     assert caught.value.term == "recon" and caught.value.step == 1
+    assert rec.failed == {0: caught.value} and not rec.ended
 
 
 def test_bf16_autocast_trains_and_matches_fp32_terms_loosely():
@@ -119,7 +105,7 @@ def test_corrupt_foreign_and_mismatched_checkpoints_are_clear_errors(tmp_path):
 
     rec = Recorder()
     train(_config(), rec)
-    state = dict(rec.states[0][1])
+    state = dict(rec.states[10])
     save_checkpoint(tmp_path / "ok.pt", state)
     assert load_checkpoint(tmp_path / "ok.pt")["step"] == 10
     with pytest.raises(CheckpointError, match="latent_dim=4"):
@@ -183,8 +169,8 @@ def test_codes_for_udr_are_the_mean_codes_of_shared_inputs(tmp_path):
         mean, kl = codes["mean"], codes["kl"]
     assert mean.shape == (300, 4) and kl.shape == (4,) and (kl >= 0).all()
     # An independent pass: the saved model encodes the same inputs (eval seed + 3) to the same codes.
+    from trainers.artifacts import load_model
     from trainers.data import make_dataset
-    from trainers.train import load_model
 
     data = make_dataset("dsprites")
     model = load_model(result.artifacts["checkpoint"])  # the final model, as a user loads it

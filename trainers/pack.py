@@ -16,7 +16,7 @@ Each member keeps its own streams (``stream_seeds(seed)``: init, data, noise), s
 member k of a pack sees the same initial weights, batches and noise as the
 unpacked trial with its config; ``tests/test_pack.py`` checks parameters and terms
 against unpacked twins.  A member whose term becomes non-finite is reported failed
-(its first bad step and term, as :class:`~trainers.train.TrainingDiverged`) and
+(its first bad step and term, as :class:`~trainers.reporting.TrainingDiverged`) and
 masked out of the loss and the update; the others go on.  Checkpoints hold every
 member; each finished member gets the same artifacts (and an unpacked-format
 ``model.pt``) as an unpacked trial.
@@ -29,28 +29,20 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from trainers.checkpoint import CheckpointError
+from trainers.checkpoint import CheckpointError, check_fit
 from trainers.config import TrainConfig
 from trainers.data import make_dataset
-from trainers.objectives import Objective, make_objective
+from trainers.evaluation import finish_member
+from trainers.objectives import Objective
 from trainers.precision import resolve_precision
-from trainers.train import (
-    _FIELD_DEFAULTS,
-    TermAccumulator,
-    TrainingDiverged,
-    TrainResult,
-    checkpoint_due,
-    evaluate,
-    resolve_device,
-    stream_seeds,
-    write_artifacts,
-)
+from trainers.reporting import Reporter, TermAccumulator, TrainingDiverged, TrainResult, checkpoint_due
+from trainers.setup import make_run_objective, resolve_device, stream_seeds
 
 #: Fields every member of a pack shares (they differ in ``weights`` and ``seed``).
 SHARED_FIELDS = (
@@ -90,37 +82,6 @@ def check_pack(configs: Sequence[TrainConfig]) -> None:
                     f"pack member {index}: {name} is {other[name]!r}, member 0 has {first[name]!r} "
                     "(members share everything but weights and seed)"
                 )
-
-
-class MemberReporter(Protocol):
-    """What a trainer of members reports: each member's terms, failures and end, and the checkpoints."""
-
-    def on_terms(self, step: int, terms: Sequence[Mapping[str, float] | None]) -> None:
-        """Each member's terms averaged since the last report (None: a failed member)."""
-
-    def on_member_failed(self, member: int, error: TrainingDiverged) -> None: ...
-    def on_checkpoint(self, step: int, state: dict[str, Any]) -> None: ...
-    def on_member_end(self, member: int, result: TrainResult) -> None: ...
-    def wants_checkpoint(self, step: int) -> bool:
-        """A checkpoint now, off the ``checkpoint_every`` grid (a study being stopped asks for one)."""
-        ...
-
-
-class NullMemberReporter:
-    def on_terms(self, step: int, terms: Sequence[Mapping[str, float] | None]) -> None:
-        pass
-
-    def on_member_failed(self, member: int, error: TrainingDiverged) -> None:
-        pass
-
-    def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
-        pass
-
-    def on_member_end(self, member: int, result: TrainResult) -> None:
-        pass
-
-    def wants_checkpoint(self, step: int) -> bool:
-        return False
 
 
 class StackedVAE:
@@ -202,7 +163,7 @@ def pack_forward(
 
 def train_pack(
     configs: Sequence[TrainConfig],
-    report: MemberReporter,
+    report: Reporter,
     resume: Mapping[str, Any] | None = None,
     output_dirs: Sequence[str | Path] | None = None,
 ) -> list[TrainResult | TrainingDiverged]:
@@ -221,12 +182,7 @@ def train_pack(
     if shared.num_threads:
         torch.set_num_threads(shared.num_threads)
     data = make_dataset(shared.dataset, **shared.dataset_options)
-    objectives = [
-        make_objective(
-            c.variant, c.weights, data.size, c.estimator, c.variant_options, c.latent_dim, likelihood=c.likelihood()
-        )
-        for c in configs
-    ]
+    objectives = [make_run_objective(c, data) for c in configs]
     objective = objectives[0]
     if not objective.packable:
         raise ValueError(f"pack_size: variant {shared.variant!r} cannot be packed (it is not a single-pass objective)")
@@ -304,27 +260,10 @@ def train_pack(
         if k in failed:
             outcomes.append(failed[k])
             continue
-        began = time.perf_counter()
+        # The pack's wall time is every member's: each member trained at the pack's step rate.
+        out = output_dirs[k] if output_dirs is not None else None
         model = stacked.member(k, build)
-        terms_k, metrics = evaluate(model, objectives[k], data, config, device)
-        result = TrainResult(
-            steps=config.steps,
-            terms=terms_k,
-            metrics=metrics,
-            # The pack's wall time is every member's: each member trained at the pack's step rate.
-            train_seconds=train_seconds,
-            eval_seconds=time.perf_counter() - began,
-            images_per_second=images / max(train_seconds, 1e-9),
-        )
-        if output_dirs is not None:
-            out = Path(output_dirs[k])
-            state = member_state(k, config, params, optimizer, data_rngs[k], noise_rngs[k])
-            result.artifacts = write_artifacts(out, model, data, config, device, state)
-            result.artifacts["metrics"] = out / "metrics.json"
-            result.artifacts["metrics"].write_text(
-                json.dumps({"steps": config.steps, "terms": terms_k, "metrics": metrics}, indent=2, sort_keys=True)
-            )
-        report.on_member_end(k, result)
+        result = finish_member(k, model, objectives[k], data, config, device, report, train_seconds, images, out)
         outcomes.append(result)
     return outcomes
 
@@ -350,36 +289,6 @@ def pack_state(
     }
 
 
-def member_state(
-    index: int,
-    config: TrainConfig,
-    params: Mapping[str, torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    data_rng: torch.Generator,
-    noise_rng: torch.Generator,
-) -> dict[str, Any]:
-    """Member ``index``'s state in the format of an unpacked trial's (``trainers.train.training_state``).
-
-    Adam's state is elementwise, so the member's slice of each moment is its own optimiser's state.
-    """
-    packed = optimizer.state_dict()
-    state = {
-        i: {
-            name: value.detach().clone() if name == "step" else value[index].detach().clone()
-            for name, value in entry.items()
-        }
-        for i, entry in packed["state"].items()
-    }
-    return {
-        "step": config.steps,
-        "config": json.dumps(config.to_dict(), sort_keys=True),
-        "model": {name: value[index].detach().clone() for name, value in params.items()},
-        "optimizers": {"model": {"state": state, "param_groups": copy.deepcopy(packed["param_groups"])}},
-        "data_rng": data_rng.get_state(),
-        "noise_rng": noise_rng.get_state(),
-    }
-
-
 def _restore(
     state: Mapping[str, Any],
     configs: Sequence[TrainConfig],
@@ -388,19 +297,15 @@ def _restore(
     data_rngs: Sequence[torch.Generator],
     noise_rngs: Sequence[torch.Generator],
 ) -> tuple[int, dict[int, TrainingDiverged]]:
+    """Load ``state`` (from :func:`pack_state`) into the pack; its step and failed members.  A
+    state that does not fit (:func:`~trainers.checkpoint.check_fit`, member by member) raises
+    :class:`CheckpointError`."""
     try:
         saved = json.loads(state["pack"])
         if len(saved) != len(configs):
             raise CheckpointError(f"checkpoint holds a pack of {len(saved)} members, this run has {len(configs)}")
         for index, (old, config) in enumerate(zip(saved, configs, strict=True)):
-            new = config.to_dict()
-            for name in (*SHARED_FIELDS, "weights", "seed"):
-                if name in ("num_threads", "checkpoint_every", "log_every"):
-                    continue  # how it runs, not what it trains
-                if old.get(name, _FIELD_DEFAULTS.get(name)) != new[name]:
-                    raise CheckpointError(
-                        f"checkpoint member {index} was written for {name}={old[name]!r}, this run has {new[name]!r}"
-                    )
+            check_fit(old, config, f"checkpoint member {index}")
         with torch.no_grad():
             for name, value in params.items():
                 value.copy_(state["params"][name])

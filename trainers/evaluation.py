@@ -1,0 +1,102 @@
+"""The end of training, the same for every member of either loop: held-out terms and
+metrics, the member's files, its :class:`~trainers.reporting.TrainResult` reported."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from trainers.artifacts import write_artifacts
+from trainers.config import TrainConfig
+from trainers.data import GroundTruthData
+from trainers.metrics import METRICS
+from trainers.metrics.threads import metric_threads
+from trainers.objectives import Objective
+from trainers.reporting import Reporter, TrainResult
+
+
+def finish_member(
+    member: int,
+    model: torch.nn.Module,
+    objective: Objective,
+    data: GroundTruthData,
+    config: TrainConfig,
+    device: torch.device,
+    report: Reporter,
+    train_seconds: float,
+    images_trained: int,
+    output_dir: str | Path | None = None,
+) -> TrainResult:
+    """Evaluate member ``member``'s trained ``model``, write its files into ``output_dir``
+    (none without one) and report its end; returns its result.
+
+    ``train_seconds`` and ``images_trained`` are the run's: a pack's members trained
+    together, each at the pack's step rate."""
+    began = time.perf_counter()
+    terms, metrics = evaluate(model, objective, data, config, device)
+    result = TrainResult(
+        steps=config.steps,
+        terms=terms,
+        metrics=metrics,
+        train_seconds=train_seconds,
+        eval_seconds=time.perf_counter() - began,
+        images_per_second=images_trained / max(train_seconds, 1e-9),
+    )
+    if output_dir is not None:
+        result.artifacts = write_artifacts(Path(output_dir), model, data, config, device, terms, metrics)
+    report.on_member_end(member, result)
+    return result
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    objective: Objective,
+    data: GroundTruthData,
+    config: TrainConfig,
+    device: torch.device,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Held-out terms (same definitions as in training, at the final step) and metrics."""
+    model.eval()
+    rng = torch.Generator().manual_seed(config.eval.seed)
+    noise = torch.Generator(device=device).manual_seed(config.eval.seed + 1)
+    totals: dict[str, float] = {}
+    seen = 0
+    for start in range(0, config.eval.recon_points, config.batch_size):
+        n = min(config.batch_size, config.eval.recon_points - start)
+        if n < 2:
+            break
+        x = data.observations(data.sample_factors(n, rng), device, rng)
+        terms = objective.forward_terms(model, x, config.steps, noise, "fp32")
+        for name, value in terms.items():
+            totals[name] = totals.get(name, 0.0) + float(value) * n
+        seen += n
+    terms = {name: total / seen for name, total in totals.items()}
+    metrics: dict[str, float] = {}
+    for name in config.eval.metrics:
+        metrics.update(compute_metric(name, model, data, config, device))
+    return terms, metrics
+
+
+def compute_metric(
+    name: str, model: torch.nn.Module, data: GroundTruthData, config: TrainConfig, device: torch.device
+) -> dict[str, float]:
+    """Evaluate metric ``name`` on the representation kind it is defined on."""
+    metric = METRICS[name]
+    seed = config.eval.seed
+    if metric.representation == "mean":
+        representation = model.representation
+    elif metric.representation == "sampled":
+        noise = torch.Generator(device=device).manual_seed(seed + 2)
+        representation = lambda x: model.sample_representation(x, noise)  # noqa: E731
+    else:
+        if not hasattr(model, "posterior"):
+            raise ValueError(f"eval.metrics: {name} needs a Gaussian posterior; {config.variant} has none")
+        representation = model.posterior
+    options = config.eval.metric_options.get(name, {})
+    # The trial's CPU share, whatever set torch's threads since (a metric fitting on every core
+    # beside training trials runs several times slower).
+    with torch.no_grad(), metric_threads(config.num_threads):
+        return metric.compute(representation, data, seed=seed, device=device, **options)
