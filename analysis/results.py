@@ -1,8 +1,12 @@
-"""Loading a study's results parquet into pandas (schema versions 1 and 2).
+"""The results parquet's schema, declared once, and loading it into pandas (versions 1 and 2).
+
+:func:`study.export.results_table` writes the table with the column types declared here
+(:data:`COLUMN_TYPES`, in the order :data:`META_COLUMNS` … :data:`TAIL_COLUMNS`);
+:func:`load_results` reads it.
 
 Migration note for readers of version 1
 ---------------------------------------
-Version 2 (written since issue 14) changes ``results.parquet`` as follows:
+Version 2 changes ``results.parquet`` as follows:
 
 * **Types.** Every column has one type whatever its values: integers (``seed``,
   ``steps``, ``failed_step``, ``resumed_from_step``, ``pack_size``,
@@ -41,18 +45,52 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SUPPORTED_SCHEMA_VERSIONS = {1, 2}
-#: File names inside a study folder (study.folder owns the folder; analysis reads and writes these).
-RESULTS_FILE, HISTORY_FILE, REPORT_FILE = "results.parquet", "history.parquet", "report.html"
+from analysis.folder import StudyFiles
+
+#: The version :func:`study.export.results_table` writes, and those :func:`load_results` reads.
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = {1, SCHEMA_VERSION}
+#: Keys of the file's metadata: the schema version, and the study's objectives (JSON).
+SCHEMA_VERSION_KEY, OBJECTIVES_KEY = "vae_study.schema_version", "vae_study.objectives"
+
+#: The first columns of the table, in order; then ``<weight>.<param>``, terms and metrics, ``udr``.
+META_COLUMNS = (
+    "trial_id", "trial_name", "optuna_number", "status", "failure_reason", "failed_step", "failed_term",
+    "variant", "seed", "steps",
+)  # fmt: skip
+#: The last columns of the table, in order (those present).
+TAIL_COLUMNS = (
+    "on_front", "mlflow_run_id", "mlflow_parent_run_id", "checkpoint", "codes", "train_seconds", "eval_seconds",
+    "images_per_second", "started_at", "finished_at", "duration_s", "resumed_from_step", "pack_id", "pack_size",
+    "undelivered_metrics",
+)  # fmt: skip
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+#: The type of every fixed column; ``<weight>.<param>`` columns take the type of their values,
+#: terms and metrics are float64.
+COLUMN_TYPES: dict[str, pa.DataType] = {
+    **dict.fromkeys(
+        ("trial_id", "trial_name", "status", "failure_reason", "failed_term", "variant", "mlflow_run_id",
+         "mlflow_parent_run_id", "checkpoint", "codes", "pack_id"),
+        pa.string(),
+    ),
+    **dict.fromkeys(
+        ("optuna_number", "failed_step", "seed", "steps", "resumed_from_step", "pack_size", "undelivered_metrics"),
+        pa.int64(),
+    ),
+    **dict.fromkeys(("udr", "train_seconds", "eval_seconds", "images_per_second", "duration_s"), pa.float64()),
+    "started_at": TIMESTAMP,
+    "finished_at": TIMESTAMP,
+    "on_front": pa.bool_(),
+}  # fmt: skip
 
 #: Integer columns of a results table (besides ``<weight>.<param>`` columns whose values are integers).
-INTEGER_COLUMNS = ("optuna_number", "failed_step", "seed", "steps", "resumed_from_step", "pack_size",
-                   "undelivered_metrics")  # fmt: skip
+INTEGER_COLUMNS = tuple(name for name, kind in COLUMN_TYPES.items() if kind == pa.int64())
 #: Schedule parameters counted in steps (``<weight>.<param>`` columns of integers).
 STEP_PARAMETERS = ("start_step", "end_step", "at_step", "period")
 
 
-def _nullable(kind: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
+def nullable_dtype(kind: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
+    """pandas' dtype for an Arrow type: nullable ``Int64`` for integers (NaN-free), else the default."""
     return pd.Int64Dtype() if kind == pa.int64() else None
 
 
@@ -73,16 +111,16 @@ def load_results(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / RESULTS_FILE
+        path = StudyFiles(path).results
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results parquet here")
     table = pq.read_table(path)
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    version = int(meta.get("vae_study.schema_version", "0"))
+    version = int(meta.get(SCHEMA_VERSION_KEY, "0"))
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         raise ValueError(f"{path}: results schema version {version} is not supported")
-    objectives = json.loads(meta.get("vae_study.objectives", "[]"))
-    df = table.to_pandas(types_mapper=_nullable)
+    objectives = json.loads(meta.get(OBJECTIVES_KEY, "[]"))
+    df = table.to_pandas(types_mapper=nullable_dtype)
     if version == 1:
         df = upgrade_version_1(df, objectives)
     df.attrs["objectives"] = objectives

@@ -81,22 +81,22 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from analysis.folder import HISTORY_JSONL
 from analysis.pareto import pareto_mask
+from analysis.results import (
+    COLUMN_TYPES,
+    META_COLUMNS,
+    OBJECTIVES_KEY,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    TAIL_COLUMNS,
+    TIMESTAMP,
+    nullable_dtype,
+)
 from analysis.udr import udr_by_configuration
-from study.folder import HISTORY_FILE, StudyFolder, TrialFolder, write_json_atomic
+from study.folder import StudyFolder, TrialFolder, write_json_atomic
 from study.tracking import spilled_metric_count
 
-SCHEMA_VERSION = 2
-META_COLUMNS = (
-    "trial_id", "trial_name", "optuna_number", "status", "failure_reason", "failed_step", "failed_term",
-    "variant", "seed", "steps",
-)  # fmt: skip
-TAIL_COLUMNS = (
-    "on_front", "mlflow_run_id", "mlflow_parent_run_id", "checkpoint", "codes", "train_seconds", "eval_seconds",
-    "images_per_second", "started_at", "finished_at", "duration_s", "resumed_from_step", "pack_id", "pack_size",
-    "undelivered_metrics",
-)  # fmt: skip
-TIMESTAMP = pa.timestamp("us", tz="UTC")
 #: Files per call of Arrow's JSON reader once a call over all of them failed (an odd file costs
 #: its block, read line by line, not the study).
 _BLOCK = 64
@@ -107,23 +107,6 @@ _EMPTY = (
     np.zeros(0, np.int64), np.zeros(0, np.int64), pa.array([], pa.string()), pa.array([], pa.string()),
     np.zeros(0, np.float64),
 )  # fmt: skip
-#: The type of every fixed column; ``<weight>.<param>`` columns take the type of their values,
-#: terms and metrics are float64.
-COLUMN_TYPES: dict[str, pa.DataType] = {
-    **dict.fromkeys(
-        ("trial_id", "trial_name", "status", "failure_reason", "failed_term", "variant", "mlflow_run_id",
-         "mlflow_parent_run_id", "checkpoint", "codes", "pack_id"),
-        pa.string(),
-    ),
-    **dict.fromkeys(
-        ("optuna_number", "failed_step", "seed", "steps", "resumed_from_step", "pack_size", "undelivered_metrics"),
-        pa.int64(),
-    ),
-    **dict.fromkeys(("udr", "train_seconds", "eval_seconds", "images_per_second", "duration_s"), pa.float64()),
-    "started_at": TIMESTAMP,
-    "finished_at": TIMESTAMP,
-    "on_front": pa.bool_(),
-}  # fmt: skip
 
 
 def trial_rows(study_dir: Path, trials: list[TrialFolder] | None = None) -> list[dict[str, Any]]:
@@ -203,11 +186,6 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
 
 
-def _nullable(kind: pa.DataType) -> Any:
-    """pandas' dtype for an Arrow type: nullable ``Int64`` for integers (NaN-free), else the default."""
-    return pd.Int64Dtype() if kind == pa.int64() else None
-
-
 def results_table(rows: list[dict[str, Any]], objectives: list[dict[str, str]] | None = None) -> pa.Table:
     """The rows as the version-2 table: typed columns, ordered by start, ``on_front`` and ``duration_s`` added.
 
@@ -227,14 +205,14 @@ def results_table(rows: list[dict[str, Any]], objectives: list[dict[str, str]] |
     if rows:
         table = table.sort_by([("started_at", "ascending"), ("trial_id", "ascending")])
     # pandas' own metadata, so that a plain pd.read_parquet gives Int64 columns too.
-    empty = table.schema.empty_table().to_pandas(types_mapper=_nullable)
+    empty = table.schema.empty_table().to_pandas(types_mapper=nullable_dtype)
     with warnings.catch_warnings():  # pyarrow reads a UTC column's .values, which pandas 3 deprecates
         warnings.simplefilter("ignore")
         pandas_meta = pa.Table.from_pandas(empty, schema=table.schema, preserve_index=False).schema.metadata or {}
     metadata = {
         **pandas_meta,
-        b"vae_study.schema_version": str(SCHEMA_VERSION).encode(),
-        b"vae_study.objectives": json.dumps(objectives).encode(),
+        SCHEMA_VERSION_KEY.encode(): str(SCHEMA_VERSION).encode(),
+        OBJECTIVES_KEY.encode(): json.dumps(objectives).encode(),
     }
     return table.replace_schema_metadata(metadata)
 
@@ -416,7 +394,7 @@ def history_table(study_dir: Path, trials: list[TrialFolder] | None = None) -> p
     if trials is None:
         trials = StudyFolder(study_dir).trials()
     # One by one: from the page cache a read is a copy, and threads only add switching on a busy host.
-    texts = [_read_bytes(os.path.join(trial.path, HISTORY_FILE)) for trial in trials]
+    texts = [_read_bytes(os.path.join(trial.path, HISTORY_JSONL)) for trial in trials]
     # Every line append_history writes ends with "}}" (its terms, then the line's object); a file
     # with another line (one cut short by a kill, ended or not by the next write; an empty one)
     # is read line by line, so that one odd file does not fail the reader's call for the study.
@@ -460,7 +438,7 @@ def history_table(study_dir: Path, trials: list[TrialFolder] | None = None) -> p
             "value": pa.array(value, pa.float64()),
         }
     )
-    return table.replace_schema_metadata({"vae_study.schema_version": str(SCHEMA_VERSION)})
+    return table.replace_schema_metadata({SCHEMA_VERSION_KEY: str(SCHEMA_VERSION)})
 
 
 def _write_atomic(table: pa.Table, target: Path) -> Path:
@@ -497,7 +475,7 @@ def _export_history(folder: StudyFolder, trials: list[TrialFolder]) -> Path:
     written during the export, a trial added or removed, a copy that does not keep the
     times, or another ``history.parquet``, each changes a stat: the table is rebuilt.
     """
-    sources = {trial.trial_id: _stat(os.path.join(trial.path, HISTORY_FILE)) for trial in trials}
+    sources = {trial.trial_id: _stat(os.path.join(trial.path, HISTORY_JSONL)) for trial in trials}
     try:
         known = json.loads(folder.history_sources.read_text())
     except (OSError, ValueError):
