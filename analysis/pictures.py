@@ -3,7 +3,7 @@
 Every trial writes ``traversals.png`` (row r sweeps one latent over the traversal values,
 every other latent held at the first input's mean code), ``reconstructions.png`` (8 inputs
 above their reconstructions) and, beside them, ``traversal_latents.npz``
-(``trainers.train.write_traversal_latents``): which latent each row sweeps, the values,
+(``trainers.artifacts.write_traversal_latents``): which latent each row sweeps, the values,
 the tile geometry and each latent's KL(q(z_i|x) ‖ N(0, 1)) averaged over the UDR inputs.
 Here the rows are cut out of the PNG, sorted by KL (largest first), labelled ``z<i>``
 with their KL, and the **inactive** latents, KL below :data:`analysis.udr.KL_ACTIVE`
@@ -22,10 +22,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from analysis.folder import TrialFiles
 from analysis.udr import KL_ACTIVE
-
-#: File names inside a trial's ``artifacts/`` folder.
-LATENTS_FILE, TRAVERSALS_PNG, RECONSTRUCTIONS_PNG = "traversal_latents.npz", "traversals.png", "reconstructions.png"
 
 
 @dataclass
@@ -73,18 +71,17 @@ def _gray(path: Path) -> np.ndarray:
     return image if image.ndim == 2 else image[..., 0]
 
 
-def load_pictures(artifacts: str | Path) -> TrialPictures | None:
+def load_pictures(trial: TrialFiles) -> TrialPictures | None:
     """A trial's pictures, cut into tiles, with each traversal row's latent and KL.
 
     Args:
-        artifacts: The trial's ``artifacts/`` folder.
+        trial: The trial's files (``StudyFiles(study_dir).trial(trial_id)``).
 
     Returns:
         The pictures, or None when the trial has none with row labels (it failed, or was
         trained before ``traversal_latents.npz`` was written).
     """
-    artifacts = Path(artifacts)
-    files = [artifacts / name for name in (LATENTS_FILE, TRAVERSALS_PNG, RECONSTRUCTIONS_PNG)]
+    files = [trial.traversal_latents, trial.traversals, trial.reconstructions]
     if not all(f.is_file() for f in files):
         return None
     with np.load(files[0]) as data:

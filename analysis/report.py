@@ -34,10 +34,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from analysis.folder import StudyFiles
 from analysis.pareto import front_mask, normalize_objectives
 from analysis.pictures import load_pictures, traversal_figure
 from analysis.plots import plot_pareto, readable
-from analysis.results import HISTORY_FILE, REPORT_FILE, load_results
+from analysis.results import load_results
 from analysis.summaries import (
     config_columns,
     configuration_key,
@@ -99,12 +100,12 @@ def mlflow_links(study_dir: str | Path | None, df: pd.DataFrame) -> pd.Series:
     none = pd.Series([None] * len(df), index=df.index, dtype=object)
     if study_dir is None or "mlflow_run_id" not in df.columns:
         return none
-    folder = Path(study_dir)
+    folder = StudyFiles(study_dir)
     try:
-        run = json.loads((folder / "study_run.json").read_text())
+        run = json.loads(folder.study_run.read_text())
         uri = run.get("tracking_uri")
-        if uri is None and (folder / "spec.json").is_file():
-            uri = (json.loads((folder / "spec.json").read_text()).get("tracking") or {}).get("uri")
+        if uri is None and folder.spec_json.is_file():
+            uri = (json.loads(folder.spec_json.read_text()).get("tracking") or {}).get("uri")
         experiment = run.get("experiment_id")
     except (OSError, ValueError, AttributeError):
         return none
@@ -199,7 +200,7 @@ def pictures_section(study_dir: Path | None, pictured: pd.DataFrame, front_size:
     for _, row in pictured.iterrows():
         label = _trial_label(row)
         anchor = f"pictures-{row['trial_id']}"
-        pictures = load_pictures(study_dir / "trials" / str(row["trial_id"]) / "artifacts") if study_dir else None
+        pictures = load_pictures(StudyFiles(study_dir).trial(str(row["trial_id"]))) if study_dir else None
         if pictures is None:
             parts.append(f"<p id='{html.escape(anchor)}'><b>{html.escape(label)}</b>: no pictures saved "
                          "(a trial trained before the report's pictures were saved).</p>")  # fmt: skip
@@ -216,12 +217,13 @@ def pictures_section(study_dir: Path | None, pictured: pd.DataFrame, front_size:
 
 def _history(study_dir: Path, trial_ids: list[str]) -> pd.DataFrame:
     """The training history of ``trial_ids``: history.parquet's rows, else the trials' history.jsonl."""
-    path = study_dir / HISTORY_FILE
+    folder = StudyFiles(study_dir)
+    path = folder.history
     if path.is_file():
         return pq.read_table(path, filters=[("trial_id", "in", trial_ids)]).to_pandas()
     rows = []
     for trial_id in trial_ids:
-        history = study_dir / "trials" / trial_id / "history.jsonl"
+        history = folder.trial(trial_id).history_file
         if history.is_file():
             for line in history.read_text().splitlines():
                 try:
@@ -546,7 +548,7 @@ def write_report(study_dir: str | Path) -> Path:
     """
     study_dir = Path(study_dir)
     df = load_results(study_dir)
-    target = study_dir / REPORT_FILE
+    target = StudyFiles(study_dir).report
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(report_html(df, f"Study report: {study_dir.name}", study_dir))
     tmp.replace(target)

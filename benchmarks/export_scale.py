@@ -37,6 +37,7 @@ from study.folder import StudyFolder, TrialPlan, TrialRecord, TrialStatus, write
 from study.naming import trial_id, trial_label
 from study.spec import parse_spec
 from study.status import format_status, study_status
+from trainers.outputs import MODEL_PT
 
 #: The training terms a beta-VAE logs (``trainers``' objective terms and its weight's value).
 TERMS = ("recon", "kl", "index_code_mi", "total_correlation", "dimwise_kl", "loss", "beta")
@@ -55,7 +56,7 @@ def write_spec(root: Path, trials: int, logs: int) -> None:
             "search": {"num_trials": trials, "max_concurrent": 8},
         }
     )
-    (root / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2, sort_keys=True))
+    StudyFolder(root).spec_json.write_text(json.dumps(spec.model_dump(mode="json"), indent=2, sort_keys=True))
 
 
 def write_trials(root: Path, trials: int, logs: int) -> None:
@@ -86,7 +87,7 @@ def write_trials(root: Path, trials: int, logs: int) -> None:
             trial_id=trial.trial_id, status=TrialStatus.COMPLETED, trial_name=name, variant="beta_vae", seed=i % 5,
             params={"beta.schedule": "constant", "beta.value": beta}, steps=steps, terms=terms,
             metrics={"mig": float(rng.random())},
-            artifacts={"checkpoint": f"trials/{trial.trial_id}/artifacts/model.pt"},
+            artifacts={"checkpoint": trial.study_path(trial.artifacts / MODEL_PT)},
             mlflow_run_id=f"{i:032x}", mlflow_parent_run_id="f" * 32, started_at=started, finished_at=started + 105.0,
             train_seconds=100.0, eval_seconds=5.0, images_per_second=1000.0, pack_id=trial.trial_id,
         )  # fmt: skip
@@ -126,8 +127,8 @@ def main() -> None:
         status = [_timed(lambda: _status(root)) for _ in range(args.repeat)]
         status_cpu = statistics.median(_cpu[-args.repeat :])
         load = max(load, os.getloadavg()[0])
-        results = pd.read_parquet(root / "results.parquet")
-        history = pd.read_parquet(root / "history.parquet")
+        results = pd.read_parquet(StudyFolder(root).results)
+        history = pd.read_parquet(StudyFolder(root).history)
         summary = _status(root).splitlines()[1].strip()
     print(f"{args.trials} trials, {len(history):,} history rows ({args.logs} logs x {len(TERMS)} terms + held-out)")
     print(f"wrote the folder in {wrote:.1f} s")

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from analysis.report import write_report
 from study.export import results_table
+from study.folder import StudyFolder
 
 OBJECTIVES = [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}]
 
@@ -59,7 +60,7 @@ def synthetic_rows(trials: int, seed: int = 0) -> list[dict]:
 def write_study(root: Path, trials: int) -> Path:
     """A study folder holding only the results parquet of ``trials`` synthetic trials."""
     root.mkdir(parents=True, exist_ok=True)
-    pq.write_table(results_table(synthetic_rows(trials), OBJECTIVES), root / "results.parquet")
+    pq.write_table(results_table(synthetic_rows(trials), OBJECTIVES), StudyFolder(root).results)
     return root
 
 

@@ -43,6 +43,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_scale import write_trials  # the trials' record format, shared
 
+from study.folder import StudyFolder
+
 TINY = {
     "name": "sweep",
     "variant": "beta_vae",
@@ -101,11 +103,11 @@ def disk_bytes(folder: Path) -> int:
 
 
 def write_spec(trials: int, pack: int, root: Path) -> Path:
-    """The tiny study's spec with N trials in packs of K, as ``root/spec.yaml``."""
+    """The tiny study's spec with N trials in packs of K, as ``root/sweep.yaml`` (beside the study folder)."""
     spec = json.loads(json.dumps(TINY))
     spec["search"]["num_trials"] = trials
     spec["training"]["pack_size"] = pack
-    path = root / "spec.yaml"
+    path = root / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
@@ -125,7 +127,7 @@ def run_sweep(trials: int, pack: int, root: Path) -> dict[str, object]:
     sampler.join()
     if driver.returncode != 0:
         raise SystemExit(f"the study failed ({driver.returncode}):\n{out[-4000:]}")
-    df = pd.read_parquet(study / "results.parquet")
+    df = pd.read_parquet(StudyFolder(study).results)
     # A pack's members share its training; each evaluates in turn.
     packs = df.groupby("pack_id").agg(train=("train_seconds", "max"), evaluate=("eval_seconds", "sum"))
     busy = float((packs["train"] + packs["evaluate"]).sum())
@@ -149,7 +151,7 @@ def run_synthetic(trials: int, root: Path) -> dict[str, object]:
     study = root / "synthetic"
     write_trials(study, trials, logs=20)
     spec = {**TINY, "search": {**TINY["search"], "num_trials": trials}}
-    (study / "spec.json").write_text(json.dumps(spec))
+    StudyFolder(study).spec_json.write_text(json.dumps(spec))
     export = cli("export", study, cwd=root)
     return {
         "trials": trials,
@@ -157,12 +159,12 @@ def run_synthetic(trials: int, root: Path) -> dict[str, object]:
         "export_s": round(export, 2),
         "status_s": round(cli("status", study, cwd=root), 2),
         "report_s": round(cli("report", study, cwd=root), 2),
-        "report_mb": round((study / "report.html").stat().st_size / 2**20, 2),
+        "report_mb": round(StudyFolder(study).report.stat().st_size / 2**20, 2),
     }
 
 
 def ended_trials(study: Path) -> int:
-    return sum(1 for _ in (study / "trials").glob("*/result.json")) if (study / "trials").is_dir() else 0
+    return sum(1 for trial in StudyFolder(study).trials() if trial.result_file.exists())
 
 
 def descendants(root: int) -> list[int]:
@@ -227,8 +229,8 @@ def run_end_to_end(trials: int, pack: int, root: Path) -> dict[str, object]:
         raise SystemExit(f"the resume failed ({resume.returncode}):\n{out[-4000:]}")
     row["resume_wall_s"] = round(time.perf_counter() - began, 1)
     row["resume_driver_cpu_s"], row["resume_driver_peak_mb"] = round(sampler.cpu_seconds, 1), round(sampler.peak_mb)
-    df = pd.read_parquet(study / "results.parquet")
-    with sqlite3.connect(study / "mlflow.db") as db:
+    df = pd.read_parquet(StudyFolder(study).results)
+    with sqlite3.connect(StudyFolder(study).mlflow_db) as db:
         nested = db.execute("SELECT count(*) FROM tags WHERE key = 'mlflow.parentRunId'").fetchone()[0]
     if len(df) != trials or not df["trial_id"].is_unique or nested != trials:
         raise SystemExit(f"the study ended with {len(df)} rows ({df['trial_id'].nunique()} ids), {nested} MLflow runs")
@@ -238,7 +240,7 @@ def run_end_to_end(trials: int, pack: int, root: Path) -> dict[str, object]:
     row["export_s"] = round(cli("export", study, cwd=root), 2)
     row["status_s"] = round(cli("status", study, cwd=root), 2)
     row["report_s"] = round(cli("report", study, cwd=root), 2)
-    row["report_mb"] = round((study / "report.html").stat().st_size / 2**20, 2)
+    row["report_mb"] = round(StudyFolder(study).report.stat().st_size / 2**20, 2)
     return row
 
 

@@ -16,11 +16,10 @@ import argparse
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from study.folder import TrialFolder, TrialRecord, TrialStatus
+from study.folder import StudyFolder, TrialRecord, TrialStatus
 from study.tracking import TrialTracker, default_tracking_uri, open_study_run
 from study.trial import PackReporter
 from trainers.config import EvalConfig, TrainConfig
@@ -41,10 +40,9 @@ def main() -> None:
         log_every=args.log_every, eval=EvalConfig(recon_points=256, metric_options={"mig": {"num_points": 1000}}),
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        spec = root / "spec.yaml"
-        spec.write_text("name: overhead\n")
-        study = open_study_run(default_tracking_uri(root), "overhead", root / "artifacts", {}, spec)
+        root = StudyFolder(folder)
+        root.spec_yaml.write_text("name: overhead\n")
+        study = open_study_run(default_tracking_uri(root.root), "overhead", root.mlflow_artifacts, {}, root.spec_yaml)
         times: dict[str, list[float]] = {"untracked": [], "tracked": []}
         train_members([TrainConfig(**{**config.__dict__, "steps": 20})], NullReporter())  # warm-up
         for repeat in range(args.repeats):
@@ -54,7 +52,7 @@ def main() -> None:
 
             began = time.perf_counter()
             tracker = TrialTracker(study, f"trial-{repeat}", {}, {"beta.value": 4.0}, flush_every=args.flush_every)
-            member = TrialFolder(root / "trials" / f"trial-{repeat}").create()
+            member = root.trial(f"trial-{repeat}").create()
             record = TrialRecord(trial_id=member.trial_id, status=TrialStatus.RUNNING)
             # The study's reporter: MLflow, history.jsonl, and the record (the run closes at the end).
             train_members([config], PackReporter([tracker], [record], [member], member.path, objectives=[]))

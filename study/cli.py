@@ -383,7 +383,7 @@ def _submit(args: argparse.Namespace) -> int:
         if StudyFolder(study_dir).spec_json.exists():
             raise SpecError(f"--study-dir: {study_dir} holds a study; go on with it: vae-study submit --resume DIR")
         name = spec.name
-        arguments = ["run", "spec.yaml", "--study-dir", study_dir]
+        arguments = ["run", jobs.JOB_SPEC, "--study-dir", study_dir]
         if args.num_trials is not None:
             arguments += ["--num-trials", str(args.num_trials)]
     arguments += ["--progress-every", str(args.progress_every)]
@@ -507,8 +507,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    if not StudyFolder(args.study_dir).results.is_file():
-        raise SpecError(f"{args.study_dir}: no results.parquet (run `vae-study export` first)")
+    results = StudyFolder(args.study_dir).results
+    if not results.is_file():
+        raise SpecError(f"{args.study_dir}: no {results.name} (run `vae-study export` first)")
     from analysis.report import write_report
 
     print(write_report(args.study_dir))

@@ -1,28 +1,9 @@
 """The study folder: every path and file of a study, its trial records and their statuses.
 
 This module is the folder's only owner: other modules ask it for paths and read and
-write records through it.  Layout::
-
-    STUDY_DIR/
-      study.lock                    the run or resume that owns the folder (:class:`StudyLock`)
-      stop_requested                written on Ctrl+C: running trials checkpoint and stop
-      spec.yaml, spec.json          the spec as given and as resolved
-      study_run.json                the study's MLflow coordinates (paths relative to the folder)
-      mlflow.db, mlartifacts/       the default MLflow store
-      optuna.db                     the Optuna storage of ``search.storage: sqlite``
-      results.parquet, history.parquet, pareto.png, report.html
-      history.sources.json          the histories history.parquet was read from (size, mtime): a
-                                    repeat export of unchanged histories skips rebuilding it
-      ray/                          Ray Tune's experiment state
-      trials/<trial id>/            one per trial (a member of a pack is a trial):
-        trial_config.json           its plan (:class:`TrialPlan`), written before training
-        trial.json                  its MLflow run id and its worker (host, PID), written when the run opens
-        history.jsonl               every logged term (train) and the held-out values
-        result.json                 its record (:class:`TrialRecord`), written when it ends
-        artifacts/                  model.pt, codes.npz, pictures, config, metrics
-        checkpoint/                 the checkpoint of a pack of one (its Ray trial's)
-        undelivered_tracking.jsonl  tracking the MLflow server did not take
-      packs/<pack id>/checkpoint/   the checkpoint of a pack of several members
+write records through it.  Its layout and file names are declared in
+:mod:`analysis.folder` (analysis reads the folder through the same paths), on which
+:class:`StudyFolder` and :class:`TrialFolder` build.
 
 Every path the folder records is relative to it (artifact paths to the study folder,
 the MLflow store to the folder when it is the default one), so a copied or moved
@@ -45,18 +26,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from analysis.results import HISTORY_FILE as HISTORY_PARQUET
-from analysis.results import REPORT_FILE, RESULTS_FILE
-
-SPEC_YAML, SPEC_JSON, STUDY_RUN = "spec.yaml", "spec.json", "study_run.json"
-MLFLOW_DB, MLFLOW_ARTIFACTS, OPTUNA_DB = "mlflow.db", "mlartifacts", "optuna.db"
-PARETO_PNG, RAY_DIR, TRIALS_DIR, PACKS_DIR = "pareto.png", "ray", "trials", "packs"
-PLAN_FILE, META_FILE, HISTORY_FILE, RESULT_FILE = "trial_config.json", "trial.json", "history.jsonl", "result.json"
-ARTIFACTS_DIR, CHECKPOINT_DIR, SPILL_FILE = "artifacts", "checkpoint", "undelivered_tracking.jsonl"
-CHECKPOINT_STATE, CHECKPOINT_META = "state.pt", "trial.json"
-LOCK_FILE, STOP_FILE = "study.lock", "stop_requested"
-RUN_LOG, RAY_LOGS = "run.log", "ray-logs"
-HISTORY_SOURCES = "history.sources.json"
+from analysis.folder import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_META,
+    CHECKPOINT_STATE,
+    LOCK_FILE,
+    SPEC_JSON,
+    StudyFiles,
+    TrialFiles,
+)
 
 
 class RecordError(ValueError):
@@ -224,19 +202,8 @@ class TrialRecord:
 _ROW_FIELDS = tuple(f.name for f in fields(TrialRecord) if f.name not in ("params", "terms", "metrics", "artifacts"))
 
 
-class TrialFolder:
-    """``trials/<trial id>/``: one trial's files."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.trial_id = path.name
-
-    plan_file = property(lambda self: self.path / PLAN_FILE)
-    meta_file = property(lambda self: self.path / META_FILE)
-    history_file = property(lambda self: self.path / HISTORY_FILE)
-    result_file = property(lambda self: self.path / RESULT_FILE)
-    artifacts = property(lambda self: self.path / ARTIFACTS_DIR)
-    spill_file = property(lambda self: self.path / SPILL_FILE)
+class TrialFolder(TrialFiles):
+    """``trials/<trial id>/``: one trial's files, its plan, record and history."""
 
     def study_path(self, path: str | Path) -> str:
         """``path`` (inside this trial's folder) as the study folder records it: relative to the study folder."""
@@ -331,39 +298,14 @@ class TrialFolder:
             return 0
 
 
-class StudyFolder:
+class StudyFolder(StudyFiles):
     """A study folder: its paths, trials and records (see the module docstring)."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    spec_yaml = property(lambda self: self.root / SPEC_YAML)
-    spec_json = property(lambda self: self.root / SPEC_JSON)
-    study_run = property(lambda self: self.root / STUDY_RUN)
-    mlflow_db = property(lambda self: self.root / MLFLOW_DB)
-    mlflow_artifacts = property(lambda self: self.root / MLFLOW_ARTIFACTS)
-    optuna_db = property(lambda self: self.root / OPTUNA_DB)
-    results = property(lambda self: self.root / RESULTS_FILE)
-    history = property(lambda self: self.root / HISTORY_PARQUET)
-    history_sources = property(lambda self: self.root / HISTORY_SOURCES)
-    pareto = property(lambda self: self.root / PARETO_PNG)
-    report = property(lambda self: self.root / REPORT_FILE)
-    ray = property(lambda self: self.root / RAY_DIR)
-    trials_dir = property(lambda self: self.root / TRIALS_DIR)
-    packs_dir = property(lambda self: self.root / PACKS_DIR)
-
-    lock_file = property(lambda self: self.root / LOCK_FILE)
-    stop_file = property(lambda self: self.root / STOP_FILE)
-    #: The study's run log (what ``vae-study run`` printed) and a link to its local Ray's logs.
-    run_log = property(lambda self: self.root / RUN_LOG)
-    ray_logs = property(lambda self: self.root / RAY_LOGS)
 
     def is_used(self) -> bool:
         """Whether the folder holds anything but its lock (a study, or other files)."""
         if not self.root.exists():
             return False
         return not self.root.is_dir() or any(p.name != LOCK_FILE for p in self.root.iterdir())
-
 
     def trial(self, trial_id: str) -> TrialFolder:
         return TrialFolder(self.trials_dir / trial_id)

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 METADATA_KEY = "vae_study"
 #: The packages a job carries to the cluster (the project as submitted).
 PACKAGES = ("study", "trainers", "analysis")
+#: The spec's name in a job's working_dir (the job runs ``vae-study run JOB_SPEC``).
+JOB_SPEC = "spec.yaml"
 #: Seconds Ray waits after SIGTERM before it kills a stopped study's driver: the trials'
 #: grace period (``study.interrupt.GRACE_SECONDS``, 120 s) and a minute for the driver to
 #: close (a literal: ``jobs``, ``logs`` and ``stop`` do not import Ray Tune).
@@ -254,7 +256,7 @@ def _stage(root: Path, spec_file: Path | None) -> Path:
         source = Path(importlib.import_module(package).__file__).parent
         shutil.copytree(source, root / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     if spec_file is not None:
-        shutil.copyfile(spec_file, root / "spec.yaml")
+        shutil.copyfile(spec_file, root / JOB_SPEC)
     return root
 
 

@@ -33,10 +33,8 @@ from typing import Any
 
 from ray import tune
 
+from analysis.folder import CHECKPOINT_DIR, CHECKPOINT_META, CHECKPOINT_STATE
 from study.folder import (
-    CHECKPOINT_DIR,
-    CHECKPOINT_META,
-    CHECKPOINT_STATE,
     StudyFolder,
     TrialFolder,
     TrialPlan,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from scaffold import Recorder
+
 from trainers.checkpoint import CheckpointError
 from trainers.config import EvalConfig, TrainConfig
 from trainers.members import train_members

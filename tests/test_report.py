@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis import load_results
+from analysis.folder import StudyFiles
 from analysis.pictures import TrialPictures, load_pictures, traversal_figure
 from analysis.report import mlflow_links, write_report
 from study.export import export_results, results_table
@@ -153,17 +154,19 @@ def test_pictures_are_cut_from_the_trials_pngs_with_their_latents(tmp_path):
     rng = np.random.default_rng(1)
     rows = torch.tensor(rng.random((3 * 9, 1, 64, 64)), dtype=torch.float32)
     pairs = torch.tensor(rng.random((16, 1, 64, 64)), dtype=torch.float32)
-    write_png(tmp_path / "traversals.png", tile(rows, 3, 9))
-    write_png(tmp_path / "reconstructions.png", tile(pairs, 2, 8))
-    np.savez(tmp_path / "codes.npz", mean=np.zeros((4, 3)), kl=np.array([0.5, 0.0, 3.0]))
-    write_traversal_latents(tmp_path / "traversal_latents.npz", [0, 1, 2], (64, 64), tmp_path / "codes.npz")
-    assert (tmp_path / "traversal_latents.npz").stat().st_size < 4096
-    pictures = load_pictures(tmp_path)
+    trial = StudyFiles(tmp_path).trial("t0")
+    trial.artifacts.mkdir(parents=True)
+    write_png(trial.traversals, tile(rows, 3, 9))
+    write_png(trial.reconstructions, tile(pairs, 2, 8))
+    np.savez(trial.artifacts / "codes.npz", mean=np.zeros((4, 3)), kl=np.array([0.5, 0.0, 3.0]))
+    write_traversal_latents(trial.traversal_latents, [0, 1, 2], (64, 64), trial.artifacts / "codes.npz")
+    assert trial.traversal_latents.stat().st_size < 4096
+    pictures = load_pictures(trial)
     assert pictures.traversals.shape == (3, 9, 64, 64) and pictures.kl.tolist() == [0.5, 0.0, 3.0]
     assert np.abs(pictures.traversals[2, 4] - rows[2 * 9 + 4, 0].numpy()).max() <= 1 / 255
     assert np.abs(pictures.reconstructions[5] - pairs[8 + 5, 0].numpy()).max() <= 1 / 255
     assert pictures.active_units == 2
-    assert load_pictures(tmp_path / "elsewhere") is None
+    assert load_pictures(StudyFiles(tmp_path).trial("elsewhere")) is None
 
 
 def test_a_report_of_10000_trials_is_small_and_quick(tmp_path):

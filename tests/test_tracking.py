@@ -9,8 +9,8 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from analysis.folder import SPILL_FILE
 from study.cli import main
-from study.folder import SPILL_FILE
 from study.tracking import (
     MAX_METRICS_PER_BATCH,
     StudyRun,

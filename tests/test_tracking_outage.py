@@ -6,7 +6,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study.folder import SPILL_FILE
+from analysis.folder import SPILL_FILE
 from study.tracking import TrialTracker, open_study_run, replay_spill
 
 pytestmark = pytest.mark.integration

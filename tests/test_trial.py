@@ -2,7 +2,8 @@
 
 import logging
 
-from study.folder import CHECKPOINT_META, CHECKPOINT_STATE, StudyFolder, TrialRecord, TrialStatus, write_json_atomic
+from analysis.folder import CHECKPOINT_META, CHECKPOINT_STATE
+from study.folder import StudyFolder, TrialRecord, TrialStatus, write_json_atomic
 from study.trial import PackReporter, readable_checkpoints, save_pack_checkpoint, train_from_checkpoints
 from trainers.config import EvalConfig, TrainConfig
 
