@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from study.errors import SpecError
-from trainers.config import MAX_STEPS, EvalConfig, ModelOptions, TrainConfig, TrainingOptions
+from trainers.config import MAX_SEED, MAX_STEPS, EvalConfig, ModelOptions, TrainConfig, TrainingOptions
 from trainers.data import DATASETS, DataFileError, make_dataset
 from trainers.metrics import METRICS
 from trainers.objectives import OBJECTIVES, make_objective, variant_term_names
@@ -40,22 +40,25 @@ def _is_number(annotation: Any) -> bool:
     return annotation in (int, float)
 
 
+def _refuse_bools(cls: type, data: Any) -> Any:
+    """pydantic would read ``num_trials: true`` as 1; a yes/no where a number belongs is a mistake.
+
+    The model validator of every spec section (models and pydantic dataclasses alike)."""
+    if isinstance(data, dict):
+        for name, info in cls.__pydantic_fields__.items():
+            value, annotation = data.get(name), info.annotation
+            if isinstance(value, list) and typing.get_origin(annotation) is list:
+                annotation = typing.get_args(annotation)[0]
+                value = next((v for v in value if isinstance(v, bool)), None)
+            if isinstance(value, bool) and _is_number(annotation):
+                raise ValueError(f"{name}: must be a number, got {str(value).lower()}")
+    return data
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_bools(cls, data: Any) -> Any:
-        """pydantic would read ``num_trials: true`` as 1; a yes/no where a number belongs is a mistake."""
-        if isinstance(data, dict):
-            for name, info in cls.model_fields.items():
-                value, annotation = data.get(name), info.annotation
-                if isinstance(value, list) and typing.get_origin(annotation) is list:
-                    annotation = typing.get_args(annotation)[0]
-                    value = next((v for v in value if isinstance(v, bool)), None)
-                if isinstance(value, bool) and _is_number(annotation):
-                    raise ValueError(f"{name}: must be a number, got {str(value).lower()}")
-        return data
+    _no_bools = model_validator(mode="before")(_refuse_bools)
 
 
 class Range(_Model):
@@ -132,15 +135,6 @@ class VariantSpec(_Model):
     _shorthand = model_validator(mode="before")(_expand_weight_shorthand)
 
 
-def _refuse_bools_for_numbers(cls: type, data: Any) -> Any:
-    """pydantic would read ``steps: true`` as 1; a yes/no where a number belongs is a mistake."""
-    if isinstance(data, dict):
-        for f in dataclasses.fields(cls):
-            if isinstance(data.get(f.name), bool) and not isinstance(f.default, bool):
-                raise ValueError(f"{f.name}: must be a number, got {str(data[f.name]).lower()}")
-    return data
-
-
 def _describe_from_comments(*classes: type) -> None:
     """Make the ``#:`` comment above each field of these stdlib dataclasses its description.
 
@@ -182,7 +176,7 @@ class TrainingSpec(TrainingOptions):
         },
     )
 
-    _no_bools = model_validator(mode="before")(_refuse_bools_for_numbers)
+    _no_bools = model_validator(mode="before")(_refuse_bools)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -194,7 +188,7 @@ class TrainingSpec(TrainingOptions):
 class ModelSpec(ModelOptions):
     """The ``model`` section: :class:`trainers.config.ModelOptions`, declared and checked there."""
 
-    _no_bools = model_validator(mode="before")(_refuse_bools_for_numbers)
+    _no_bools = model_validator(mode="before")(_refuse_bools)
 
 
 #: Fields of ``evaluation`` that earlier versions had, and what replaced them.
@@ -208,7 +202,7 @@ REPLACED_EVALUATION_FIELDS = {
 class EvaluationSpec(EvalConfig):
     """The ``evaluation`` section: :class:`trainers.config.EvalConfig`, declared and checked there."""
 
-    _no_bools = model_validator(mode="before")(_refuse_bools_for_numbers)
+    _no_bools = model_validator(mode="before")(_refuse_bools)
 
 
 class ObjectiveSpec(_Model):
@@ -352,7 +346,8 @@ class StudySpec(_Model):
 
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
-        description="Names the study folder, the MLflow experiment and the Optuna study: letters, digits, ``_.-``.",
+        description="Names the study folder, the MLflow experiment and the Optuna study: letters, digits, ``_.-``; "
+        "at most 100 characters.",
     )  # fmt: skip
     study_dir: str | None = Field(
         None, description="The study folder; ``--study-dir`` overrides it.  Default: ``studies/<name>``."
@@ -381,7 +376,8 @@ class StudySpec(_Model):
     )
     seeds: list[int] = Field(
         default_factory=lambda: [0], min_length=1, max_length=100_000,
-        description="Seeds cycled through by trial number (a grid runs each); each in [0, 2**31 − 1].",
+        description="Seeds cycled through by trial number (a grid runs each); each in [0, 2**63 − 1] "
+        "(``trainers.config.MAX_SEED``: the results parquet stores seeds as int64).",
     )  # fmt: skip
     weights: dict[str, WeightSpec] = Field(
         default_factory=dict,
@@ -551,8 +547,8 @@ def check_spec(spec: StudySpec) -> None:
         if target.name in seen:
             problems.append(f"objectives.{i}.name: {target.name!r} named twice")
         seen.add(target.name)
-    if any(not 0 <= seed <= 2**31 - 1 for seed in spec.seeds):
-        problems.append("seeds: each must be in [0, 2**31 - 1]")
+    if any(not 0 <= seed <= MAX_SEED for seed in spec.seeds):
+        problems.append(f"seeds: each must be in [0, {MAX_SEED}]")
     pack_size = spec.training.pack_size
     if isinstance(pack_size, int) and pack_size > 1:
         for variant in spec.variant_specs():

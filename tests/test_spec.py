@@ -60,7 +60,8 @@ def test_default_example_is_the_demo_the_readme_promises():
             r"training\.checkpoint_every: must be 0 or a multiple",
         ),
         ({"training": {"device": "tpu"}}, r"training\.device"),
-        ({"seeds": [-1]}, r"seeds: each must be in \[0, 2\*\*31 - 1\]"),
+        ({"seeds": [-1]}, r"seeds: each must be in \[0, 9223372036854775807\]"),
+        ({"seeds": [2**63]}, r"seeds: each must be in \[0, 9223372036854775807\]"),
         ({"seeds": [0, True]}, r"seeds: must be a number, got true"),
         # A yes/no where a number belongs, in every section.
         ({"training": {"steps": True}}, r"training\.steps: must be a number, got true"),

@@ -21,6 +21,9 @@ DEVICES = ("auto", "cpu", "cuda")
 
 #: Upper bounds that catch a typo (10**12 steps) before it becomes a run that never ends.
 MAX_STEPS, MAX_BATCH, MAX_POINTS, MAX_LR = 10**9, 2**16, 10**7, 1e3
+#: The largest seed (a trial's or the evaluation's): the results parquet stores seeds as int64,
+#: and the streams are derived through numpy's SeedSequence, which takes any size.
+MAX_SEED = 2**63 - 1
 
 
 def _check_int(owner: Any, name: str, low: int, high: int) -> None:
@@ -103,7 +106,7 @@ class EvalConfig:
     traversal_gif: bool = False
 
     def __post_init__(self) -> None:
-        _check_int(self, "seed", 0, 2**63 - 1)
+        _check_int(self, "seed", 0, MAX_SEED)
         if not isinstance(self.traversal_gif, bool):
             raise ValueError(f"traversal_gif: must be true or false, got {self.traversal_gif!r}")
         _check_int(self, "recon_points", 2, MAX_POINTS)
@@ -183,7 +186,7 @@ class TrainConfig(TrainingOptions, ModelOptions):
     def __post_init__(self) -> None:
         TrainingOptions.__post_init__(self)
         ModelOptions.__post_init__(self)
-        _check_int(self, "seed", 0, 2**63 - 1)
+        _check_int(self, "seed", 0, MAX_SEED)
         _check_int(self, "num_threads", 0, 4096)
         if isinstance(self.eval, dict):
             self.eval = EvalConfig(**self.eval)
