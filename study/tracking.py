@@ -1,7 +1,8 @@
 """MLflow wiring: the study's parent run (driver) and each trial's nested run (trial process).
 
-Trials log through :class:`TrialTracker`.  Every tracking call of a trial (metric
-batches, tags, artifacts, the run's end) is an operation on one ordered queue,
+Trials log through :class:`TrialTracker`.  Every tracking call of a trial (its params,
+metric batches, tags, artifacts, the run's reopening on a resume and its end) is an
+:class:`Operation` on one ordered queue,
 sent by a background thread, so training never waits on the tracking server.
 Metrics go as one ``log_batch`` every ``flush_every`` steps; batches respect
 MLflow's limits (1,000 metrics, 100 params or tags per call) by construction.
@@ -254,7 +255,7 @@ FAIL_FAST_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUE
 
 @dataclass(frozen=True)
 class Operation:
-    """One tracking call: ``metrics``, ``tags``, ``artifact`` or ``terminate``."""
+    """One tracking call (:data:`OPERATION_KINDS`)."""
 
     kind: str
     payload: Any
@@ -276,9 +277,13 @@ class Operation:
         return cls(kind, {k: v for k, v in record.items() if k not in ("op", "run_id")})
 
 
+#: Every kind of :class:`Operation`: params, metric batches, tags, an artifact file, the
+#: run set running again (a resumed trial) and the run's end with its status.
+OPERATION_KINDS = ("params", "metrics", "tags", "artifact", "resume", "terminate")
+
+
 def apply_operation(client: MlflowClient, run_id: str, op: Operation) -> None:
-    """Send one operation (kinds: ``params``, ``tags``, ``metrics``, ``artifact``,
-    ``resume``, ``terminate``)."""
+    """Send one operation (any of :data:`OPERATION_KINDS`)."""
     if op.kind == "metrics":
         client.log_batch(run_id, metrics=op.payload)
     elif op.kind == "params":
