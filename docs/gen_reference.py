@@ -8,8 +8,9 @@ Each page is written from what the code declares, so it cannot drift from it:
 * ``reference/variants.md``, ``reference/metrics.md``, ``reference/schedules.md``: the
   registries ``OBJECTIVES``, ``METRICS`` and ``FAMILIES`` with their modules' docstrings;
 * ``reference/cli.md``: ``vae-study --help`` and each command's, from the argparse parser;
-* ``reference/results.md``: the parquet schema, from ``study.export`` (the column table of its
-  docstring and ``COLUMN_TYPES``) and ``analysis.results``;
+* ``reference/results.md``: the parquet schema, from ``analysis.results`` (where it is declared:
+  ``SCHEMA_VERSION``, ``COLUMN_TYPES``, and ``load_results``), with each column's meaning from
+  the column table of ``study.export``'s docstring (what the export writes);
 * ``reference/spec.schema.json``: the spec's JSON Schema, for editors.
 
 This file is an mkdocs hook (``hooks:`` in mkdocs.yml): :func:`on_files` adds the pages to
@@ -449,8 +450,8 @@ def documented_columns() -> list[tuple[list[str], str]]:
     return rows
 
 
-#: The Arrow types of the columns a study names (``study.export``: a schedule parameter's column
-#: takes its values' type; terms and metrics are float64).
+#: The Arrow types of the columns a study names (``analysis.results.COLUMN_TYPES``: a schedule
+#: parameter's column takes its values' type; terms and metrics are float64).
 VARIABLE_COLUMN_TYPES = {"<weight>.<param>": "string, float64 or int64 (its values')", "<term>": "float64",
                          "<metric>": "float64"}  # fmt: skip
 
@@ -464,18 +465,21 @@ def results_page() -> str:
     """reference/results.md: ``results.parquet``'s columns with their Arrow types and meanings."""
     import analysis.results
     import study.export
-    from study.export import COLUMN_TYPES, SCHEMA_VERSION
+    from analysis.results import COLUMN_TYPES, SCHEMA_VERSION
 
     rows = documented_columns()
     documented = {name for names, _ in rows for name in names}
     missing = sorted(set(COLUMN_TYPES) - documented)
     if missing:
-        raise ValueError(f"study/export.py: results columns without a meaning in its docstring: {missing}")
+        raise ValueError(
+            f"analysis/results.py declares results columns without a meaning in study/export.py's docstring: {missing}"
+        )
     lines = [
         GENERATED_NOTE + f"# Results schema (version {SCHEMA_VERSION})\n",
-        "`results.parquet` has one row per trial; the columns in file order (from `study/export.py`: its "
-        "docstring's table and `COLUMN_TYPES`). `<weight>.<param>`, `<term>` and `<metric>` stand for one "
-        "column each per schedule parameter, held-out term and metric value of the study.\n",
+        "`results.parquet` has one row per trial; the columns in file order (types from `analysis/results.py`'s "
+        "`COLUMN_TYPES`, meanings from the table in `study/export.py`'s docstring). `<weight>.<param>`, `<term>` "
+        "and `<metric>` stand for one column each per schedule parameter, held-out term and metric value of the "
+        "study.\n",
         "| column | Arrow type | meaning |\n|---|---|---|",
     ]
     for names, meaning in rows:

@@ -99,7 +99,7 @@ def test_the_spec_reference_lists_every_key_with_its_bounds():
 
 
 def test_the_other_reference_pages_come_from_the_registries():
-    from study.export import COLUMN_TYPES
+    from analysis.results import COLUMN_TYPES
     from trainers.metrics import METRICS
     from trainers.objectives import OBJECTIVES
     from trainers.schedules import FAMILIES
