@@ -65,6 +65,10 @@ class Objective(ABC):
     #: Whether K members can train stacked in one step (trainers.pack): one model
     #: class, one optimiser, and terms that are a pure function of one forward pass.
     packable: ClassVar[bool] = False
+    #: Latent dimensions of the network this objective trains, when it was made for one
+    #: (``make_objective(latent_dim=...)``, as both training loops do); Gaussian variants
+    #: then also report each latent's KL.
+    latent_dim: int | None = None
 
     def __init__(
         self,
@@ -146,7 +150,20 @@ class GaussianObjective(Objective):
     packable = True
 
     def term_names(self) -> tuple[str, ...]:
-        return ("recon", "kl", *self.decomposition_terms, *self.extra_term_names, "loss", *self.weight_defaults)
+        return (
+            "recon",
+            "kl",
+            *self.latent_kl_names(),
+            *self.decomposition_terms,
+            *self.extra_term_names,
+            "loss",
+            *self.weight_defaults,
+        )
+
+    def latent_kl_names(self) -> tuple[str, ...]:
+        """``kl_z0, kl_z1, ...``: each latent's KL(q(z_i|x) ‖ N(0, 1)), batch-averaged, when
+        :attr:`latent_dim` is known (the emergence curves of Burgess et al. 2018, Fig. 3)."""
+        return tuple(f"kl_z{i}" for i in range(self.latent_dim or 0))
 
     def forward_terms(
         self, model: nn.Module, x: torch.Tensor, step: int, noise: torch.Generator, precision: str
@@ -176,11 +193,12 @@ class GaussianObjective(Objective):
     def elbo_terms(
         self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, logits: torch.Tensor
     ) -> Terms:
-        """``recon``, the closed-form ``kl`` and the decomposition terms."""
-        terms: Terms = {
-            "recon": self.recon(logits, x),
-            "kl": kl_normal_to_standard(mu, logvar).sum(1).mean(),
-        }
+        """``recon``, the closed-form ``kl`` (and per latent, :meth:`latent_kl_names`) and the
+        decomposition terms."""
+        per_latent = kl_normal_to_standard(mu, logvar)
+        terms: Terms = {"recon": self.recon(logits, x), "kl": per_latent.sum(1).mean()}
+        if self.latent_dim:
+            terms.update(zip(self.latent_kl_names(), per_latent.detach().mean(0).unbind(), strict=True))
         with torch.set_grad_enabled(self.decomposition_in_loss and torch.is_grad_enabled()):
             terms.update(self.decompose(z, mu, logvar))
         return terms
@@ -305,4 +323,5 @@ def make_objective(
     objective = cls(schedules, dataset_size, estimator, make_options(variant, options), likelihood)
     if latent_dim is not None:
         objective.check_latent_dim(latent_dim)
+        objective.latent_dim = latent_dim
     return objective

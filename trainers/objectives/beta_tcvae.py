@@ -72,7 +72,8 @@ class BetaTCVAE(GaussianObjective):
     def term_names(self) -> tuple[str, ...]:
         if not self.dlib:
             return super().term_names()
-        return ("recon", "kl", *self.decomposition_terms, "total_correlation_dlib", "loss", "beta")
+        latents = self.latent_kl_names()
+        return ("recon", "kl", *latents, *self.decomposition_terms, "total_correlation_dlib", "loss", "beta")
 
     def weights_at(self, step: int) -> dict[str, float]:
         weights = super().weights_at(step)
