@@ -4,8 +4,9 @@ import torch
 from sklearn.metrics import mutual_info_score
 
 from trainers.data import ProceduralDSprites
-from trainers.metrics import compute_mig, mig_from_codes
-from trainers.metrics.information import discretize, entropy, mutual_information
+from trainers.metrics import compute_mig, mig_details, mig_from_codes
+from trainers.metrics.information import discretize, entropy, mutual_information, mutual_information_matrix
+from trainers.metrics.sampling import seeded_codes
 
 
 def _factors(n=10_000, seed=0):
@@ -83,3 +84,45 @@ def test_sampling_wrapper_encodes_rendered_images_deterministically():
     assert a == b
     # posX and posY are each captured by one latent: 2 of 5 factors near their ceiling.
     assert 0.2 < a < 0.6
+
+
+def test_mig_details_are_the_matrix_and_gaps_the_score_is_computed_from():
+    f = _factors(4000)
+    rng = np.random.default_rng(6)
+    codes = np.concatenate([f[:, [3, 4, 1]] + rng.normal(0, 0.3, (len(f), 3)), rng.normal(size=(len(f), 3))], 1)
+    details = mig_details(codes, f)
+    # Independently: the binned codes' MI with sklearn, entropies as MI of a factor with itself.
+    binned = discretize(codes, 20)
+    expected = np.array([[mutual_info_score(binned[:, i], f[:, k]) for k in range(5)] for i in range(6)])
+    np.testing.assert_allclose(details.matrix, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(details.matrix, mutual_information_matrix(binned, f), rtol=0, atol=0)
+    np.testing.assert_allclose(details.entropy, [mutual_info_score(f[:, k], f[:, k]) for k in range(5)], rtol=1e-10)
+    for k in range(5):  # the gap between the two most informative latents, over the entropy
+        first, second = sorted(expected[:, k])[::-1][:2]
+        assert details.per_factor[k] == pytest.approx((first - second) / details.entropy[k], rel=1e-9)
+    assert details.per_factor.mean() == pytest.approx(mig_from_codes(codes, f)["mig"], rel=1e-12)
+    assert details.per_factor[3] > 0.5 and details.per_factor[0] < 0.05  # posX on its latent; shape on none
+
+
+def test_compute_mig_fills_the_evaluations_details_and_no_spec_sees_the_argument():
+    from trainers.config import EvalConfig
+    from trainers.metrics import METRICS
+
+    data = ProceduralDSprites()
+
+    def representation(x):
+        h = torch.arange(64, dtype=torch.float32)
+        mass = x[:, 0].sum((1, 2))
+        return torch.stack([(x[:, 0].sum(1) * h).sum(1) / mass, (x[:, 0].sum(2) * h).sum(1) / mass, mass], 1)
+
+    kept = {}
+    score = compute_mig(representation, data, seed=3, num_points=1500, details=kept)
+    assert score == compute_mig(representation, data, seed=3, num_points=1500)  # the value as before: {"mig": ...}
+    assert set(kept) == {"matrix", "entropy", "mig_per_factor", "factor_names"}
+    assert kept["matrix"].shape == (3, 5) and list(kept["factor_names"]) == list(data.factor_names)
+    codes, factors = seeded_codes(representation, data, 3, 1500)
+    np.testing.assert_array_equal(kept["matrix"], mutual_information_matrix(discretize(codes, 20), factors))
+    assert kept["mig_per_factor"].mean() == pytest.approx(score["mig"], rel=1e-12)
+    assert METRICS["mig"].details and METRICS["mig"].options == {"num_points": 10_000, "num_bins": 20}
+    with pytest.raises(ValueError, match="not an option of mig"):
+        EvalConfig(metric_options={"mig": {"details": {}}})

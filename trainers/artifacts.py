@@ -1,5 +1,6 @@
 """A finished run's files (names in :mod:`trainers.outputs`): pictures, UDR codes, the
-report's traversal labels, config, metrics and the final model; and loading that model."""
+report's traversal labels, what MIG was computed from, config, metrics and the final
+model; and loading that model."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from trainers.outputs import (
     CODES_NPZ,
     CONFIG_JSON,
     METRICS_JSON,
+    MIG_NPZ,
     MODEL_PT,
     RECONSTRUCTIONS_PNG,
     TRAVERSAL_LATENTS_NPZ,
@@ -39,12 +41,15 @@ def write_artifacts(
     device: torch.device,
     terms: dict[str, float],
     metrics: dict[str, float],
+    details: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Path]:
     """Reconstruction grid, latent traversals (PNG, one row per latent; a GIF if asked), the
     codes for UDR, the latent and KL of each traversal row for the report
     (:func:`write_traversal_latents`), the config, the final model (``model.pt``: step,
     config and weights, without the optimiser's state, which only a run that may resume
-    needs) and the held-out ``terms`` and ``metrics``."""
+    needs), the held-out ``terms`` and ``metrics``, and, where the evaluation kept MIG's
+    arrays (``details["mig"]``, :func:`trainers.evaluation.evaluate`), ``mig.npz``
+    (:func:`write_mig`)."""
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     rng = torch.Generator().manual_seed(config.eval.seed)
@@ -64,6 +69,8 @@ def write_artifacts(
     # The report's row labels; in the trial folder only (not an artifact MLflow gets).
     labels = traversal_latents(model, x, latents)
     write_traversal_latents(out / TRAVERSAL_LATENTS_NPZ, labels, tuple(x.shape[-2:]), artifacts["codes"])
+    if details and "mig" in details:
+        artifacts["mig"] = write_mig(out / MIG_NPZ, details["mig"])
     artifacts["config"] = out / CONFIG_JSON
     artifacts["config"].write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
     final = {
@@ -118,6 +125,23 @@ def write_traversal_latents(path: Path, latents: list[int], image_size: tuple[in
     with np.load(codes) as saved:
         if "kl" in saved.files:
             arrays["kl"] = saved["kl"].astype(np.float32)
+    with path.open("wb") as out:
+        np.savez(out, **arrays)
+    return path
+
+
+def write_mig(path: Path, details: dict[str, np.ndarray]) -> Path:
+    """``mig.npz`` (about 1 KB), what the trial's MIG was computed from
+    (:func:`trainers.metrics.mig.compute_mig`'s ``details``): ``matrix`` ``[d, K]``
+    (``I(z_i; v_k)`` in nats, latent i of the mean code, factor k), ``entropy`` ``[K]``
+    (``H(v_k)``), ``mig_per_factor`` ``[K]`` (``(I(z_(1); v_k) − I(z_(2); v_k)) / H(v_k)``,
+    whose mean is the ``mig`` metric) and ``factor_names`` ``[K]``."""
+    arrays = {
+        "matrix": np.asarray(details["matrix"], dtype=np.float64),
+        "entropy": np.asarray(details["entropy"], dtype=np.float64),
+        "mig_per_factor": np.asarray(details["mig_per_factor"], dtype=np.float64),
+        "factor_names": np.asarray(details["factor_names"], dtype=str),
+    }
     with path.open("wb") as out:
         np.savez(out, **arrays)
     return path

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from trainers.artifacts import write_artifacts
@@ -35,7 +36,8 @@ def finish_member(
     ``train_seconds`` and ``images_trained`` are the run's: a pack's members trained
     together, each at the pack's step rate."""
     began = time.perf_counter()
-    terms, metrics = evaluate(model, objective, data, config, device)
+    details: dict[str, dict[str, np.ndarray]] = {}
+    terms, metrics = evaluate(model, objective, data, config, device, details)
     result = TrainResult(
         steps=config.steps,
         terms=terms,
@@ -45,7 +47,7 @@ def finish_member(
         images_per_second=images_trained / max(train_seconds, 1e-9),
     )
     if output_dir is not None:
-        result.artifacts = write_artifacts(Path(output_dir), model, data, config, device, terms, metrics)
+        result.artifacts = write_artifacts(Path(output_dir), model, data, config, device, terms, metrics, details)
     report.on_member_end(member, result)
     return result
 
@@ -57,8 +59,13 @@ def evaluate(
     data: GroundTruthData,
     config: TrainConfig,
     device: torch.device,
+    details: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Held-out terms (same definitions as in training, at the final step) and metrics."""
+    """Held-out terms (same definitions as in training, at the final step) and metrics.
+
+    ``details``, when given, gets the arrays behind each metric that keeps them
+    (``Metric.details``), by metric name: ``details["mig"]`` holds MIG's mutual-information
+    matrix, factor entropies, per-factor gaps and factor names, computed once with the score."""
     model.eval()
     rng = torch.Generator().manual_seed(config.eval.seed)
     noise = torch.Generator(device=device).manual_seed(config.eval.seed + 1)
@@ -76,14 +83,23 @@ def evaluate(
     terms = {name: total / seen for name, total in totals.items()}
     metrics: dict[str, float] = {}
     for name in config.eval.metrics:
-        metrics.update(compute_metric(name, model, data, config, device))
+        kept: dict[str, np.ndarray] | None = {} if details is not None and METRICS[name].details else None
+        metrics.update(compute_metric(name, model, data, config, device, kept))
+        if kept:
+            details[name] = kept
     return terms, metrics
 
 
 def compute_metric(
-    name: str, model: torch.nn.Module, data: GroundTruthData, config: TrainConfig, device: torch.device
+    name: str,
+    model: torch.nn.Module,
+    data: GroundTruthData,
+    config: TrainConfig,
+    device: torch.device,
+    details: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Evaluate metric ``name`` on the representation kind it is defined on."""
+    """Evaluate metric ``name`` on the representation kind it is defined on; a metric that
+    keeps its arrays (``Metric.details``) fills ``details`` when one is given."""
     metric = METRICS[name]
     seed = config.eval.seed
     if metric.representation == "mean":
@@ -95,7 +111,9 @@ def compute_metric(
         if not hasattr(model, "posterior"):
             raise ValueError(f"eval.metrics: {name} needs a Gaussian posterior; {config.variant} has none")
         representation = model.posterior
-    options = config.eval.metric_options.get(name, {})
+    options = dict(config.eval.metric_options.get(name, {}))
+    if details is not None and metric.details:
+        options["details"] = details
     # The trial's CPU share, whatever set torch's threads since (a metric fitting on every core
     # beside training trials runs several times slower).
     with torch.no_grad(), metric_threads(config.num_threads):

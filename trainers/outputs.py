@@ -13,6 +13,9 @@ TRAVERSALS_PNG = "traversals.png"
 TRAVERSALS_GIF = "traversals.gif"
 #: What each row of the traversals is: latent, values, tile geometry and per-latent KL.
 TRAVERSAL_LATENTS_NPZ = "traversal_latents.npz"
+#: What MIG was computed from (only with the ``mig`` metric): the latent × factor mutual
+#: information, the factor entropies and names, and MIG per factor (about 1 KB).
+MIG_NPZ = "mig.npz"
 #: Mean codes (and per-latent KL) of the shared evaluation inputs, for UDR.
 CODES_NPZ = "codes.npz"
 #: The run's config.

@@ -3,7 +3,9 @@
 Each entry is a :class:`Metric`: a function ``(representation, data, seed,
 **options) -> {name: value}`` and the kind of representation it takes — ``mean``
 (the posterior mean, μ(x)), ``sampled`` (z ~ q(z|x)) or ``posterior`` (x ↦ (μ, log σ²)).
-The pure cores (``mig_from_codes``, ``sap_from_codes``, ...) take arrays.
+The pure cores (``mig_from_codes``, ``sap_from_codes``, ...) take arrays.  A metric
+with ``details`` also fills a ``details=`` dict with the arrays its values come from
+(MIG: the latent × factor mutual-information matrix), which the evaluation keeps.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from trainers.metrics.beta_vae_score import compute_beta_vae_score
 from trainers.metrics.dci import compute_dci, compute_dci_fast
 from trainers.metrics.factor_vae_score import compute_factor_vae_score
 from trainers.metrics.irs import compute_irs
-from trainers.metrics.mig import compute_mig, mig_from_codes
+from trainers.metrics.mig import MigDetails, compute_mig, mig_details, mig_from_codes
 from trainers.metrics.mig_sampled import compute_mig_sampled
 from trainers.metrics.modularity_explicitness import compute_modularity_explicitness
 from trainers.metrics.sap import compute_sap
 from trainers.metrics.unsupervised import compute_active_units, compute_unsupervised
 
 #: Arguments of a metric's compute function that are not options a spec sets.
-_NOT_OPTIONS = ("representation", "posterior", "data", "seed", "device")
+_NOT_OPTIONS = ("representation", "posterior", "data", "seed", "device", "details")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Metric:
     options_of: Callable[..., dict[str, float]] | None = None
     #: Options of ``options_of`` the wrapper sets itself.
     fixed: tuple[str, ...] = ()
+    #: ``compute`` takes ``details=`` (a dict it fills with the arrays behind its values).
+    details: bool = False
 
     @property
     def options(self) -> dict[str, Any]:
@@ -50,7 +54,7 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {
-    "mig": Metric(compute_mig, "mean", ("mig",)),
+    "mig": Metric(compute_mig, "mean", ("mig",), details=True),
     "mig_sampled": Metric(compute_mig_sampled, "posterior", ("mig_sampled",)),
     "beta_vae_score": Metric(compute_beta_vae_score, "mean", ("beta_vae_score", "beta_vae_score_train")),
     "factor_vae_score": Metric(
@@ -94,4 +98,4 @@ METRICS: dict[str, Metric] = {
 #: Every value name a metric can produce (objectives may name any of these).
 METRIC_VALUES: frozenset[str] = frozenset(v for m in METRICS.values() for v in m.values)
 
-__all__ = ["METRICS", "METRIC_VALUES", "Metric", "compute_mig", "mig_from_codes"]
+__all__ = ["METRICS", "METRIC_VALUES", "Metric", "MigDetails", "compute_mig", "mig_details", "mig_from_codes"]
