@@ -36,7 +36,8 @@ def test_reports_terms_checkpoints_and_a_result(tmp_path):
     assert [s for s, _ in terms] == [5, 10, 15, 20]
     assert list(rec.states) == [10]
     assert rec.ended == [(0, result)] and not rec.failed
-    assert set(terms[0][1]) == {"recon", "kl", "index_code_mi", "total_correlation", "dimwise_kl", "loss", "beta"}
+    assert set(terms[0][1]) == {"recon", "kl", "index_code_mi", "total_correlation", "dimwise_kl", "loss", "beta",
+                                "kl_z0", "kl_z1", "kl_z2", "kl_z3"}  # fmt: skip
     assert terms[-1][1]["loss"] < terms[0][1]["loss"]
     assert set(result.metrics) == {"mig"} and 0 <= result.metrics["mig"] <= 1
     for name in ("reconstructions", "traversals"):
@@ -147,13 +148,14 @@ def test_gif_writer_round_trips_through_pillow(tmp_path):
 
 def test_artifacts_are_the_final_model_pictures_config_and_metrics(tmp_path):
     result = train(_config(checkpoint_every=0), NullReporter(), output_dir=tmp_path)
-    assert set(result.artifacts) == {"reconstructions", "traversals", "codes", "config", "metrics", "checkpoint"}
+    assert set(result.artifacts) == {"reconstructions", "traversals", "codes", "mig", "config", "metrics", "checkpoint"}
     final = load_checkpoint(result.artifacts["checkpoint"])
     assert set(final) == {"format", "step", "config", "model"}  # no optimiser state: the trial has ended
     animated = train(_config(checkpoint_every=0, steps=5, eval=EvalConfig(recon_points=16, metrics=[],
                                                                         traversal_gif=True)),
                      NullReporter(), output_dir=tmp_path / "gif")  # fmt: skip
     assert animated.artifacts["traversals_gif"].read_bytes()[:6] == b"GIF89a"
+    assert "mig" not in animated.artifacts  # no mig metric, no mig.npz
     saved = json.loads(result.artifacts["metrics"].read_text())
     assert saved["terms"] == result.terms and saved["metrics"] == result.metrics
     assert TrainConfig.from_dict(json.loads(result.artifacts["config"].read_text())) == _config(checkpoint_every=0)
@@ -182,3 +184,27 @@ def test_codes_for_udr_are_the_mean_codes_of_shared_inputs(tmp_path):
         np.testing.assert_allclose(model.representation(x).numpy(), mean, atol=1e-5)
     # Summed over latents, the per-latent KL estimates the held-out KL term (other inputs, same distribution).
     assert kl.sum() == pytest.approx(result.terms["kl"], rel=0.15)
+
+
+def test_mig_npz_is_what_the_trials_mig_was_computed_from(tmp_path):
+    from trainers.artifacts import load_model
+    from trainers.data import make_dataset
+    from trainers.metrics.information import discretize, mutual_information_matrix
+    from trainers.metrics.sampling import seeded_codes
+    from trainers.outputs import MIG_NPZ
+
+    config = _config(checkpoint_every=0)
+    result = train(config, NullReporter(), output_dir=tmp_path)
+    assert result.artifacts["mig"] == tmp_path / MIG_NPZ and result.artifacts["mig"].stat().st_size < 4096
+    with np.load(result.artifacts["mig"]) as saved:
+        matrix, h, gaps, names = saved["matrix"], saved["entropy"], saved["mig_per_factor"], saved["factor_names"]
+    data = make_dataset("dsprites")
+    assert matrix.shape == (4, 5) and list(names) == list(data.factor_names)
+    # An independent pass: the saved model encodes the evaluation's points (its seed) again.
+    model = load_model(result.artifacts["checkpoint"])
+    codes, factors = seeded_codes(model.representation, data, config.eval.seed, 300)
+    np.testing.assert_allclose(matrix, mutual_information_matrix(discretize(codes, 20), factors), atol=1e-12)
+    first, second = np.sort(matrix, axis=0)[::-1][:2]
+    np.testing.assert_allclose(gaps, (first - second) / h, rtol=1e-12)
+    assert gaps.mean() == pytest.approx(result.metrics["mig"], rel=1e-12)
+    assert json.loads(result.artifacts["metrics"].read_text())["metrics"] == {"mig": result.metrics["mig"]}
