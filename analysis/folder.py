@@ -24,7 +24,7 @@ Layout::
         trial.json                  its MLflow run id and its worker (host, PID), written when the run opens
         history.jsonl               every logged term (train) and the held-out values
         result.json                 its record, written when it ends
-        artifacts/                  model.pt, codes.npz, pictures, config, metrics (trainers.outputs)
+        artifacts/                  model.pt, codes.npz, mig.npz, pictures, config, metrics (trainers.outputs)
         checkpoint/                 the checkpoint of a pack of one: state.pt and trial.json (its step)
         undelivered_tracking.jsonl  tracking the MLflow server did not take
       packs/<pack id>/checkpoint/   the checkpoint of a pack of several members
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainers.outputs import RECONSTRUCTIONS_PNG, TRAVERSAL_LATENTS_NPZ, TRAVERSALS_PNG
+from trainers.outputs import MIG_NPZ, RECONSTRUCTIONS_PNG, TRAVERSAL_LATENTS_NPZ, TRAVERSALS_PNG
 
 SPEC_YAML, SPEC_JSON, STUDY_RUN = "spec.yaml", "spec.json", "study_run.json"
 MLFLOW_DB, MLFLOW_ARTIFACTS, OPTUNA_DB = "mlflow.db", "mlartifacts", "optuna.db"
@@ -64,6 +64,8 @@ class TrialFiles:
     traversals = property(lambda self: self.artifacts / TRAVERSALS_PNG)
     reconstructions = property(lambda self: self.artifacts / RECONSTRUCTIONS_PNG)
     traversal_latents = property(lambda self: self.artifacts / TRAVERSAL_LATENTS_NPZ)
+    #: What the trial's MIG was computed from (:func:`analysis.learning.load_mig`).
+    mig = property(lambda self: self.artifacts / MIG_NPZ)
 
 
 class StudyFiles:

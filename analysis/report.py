@@ -8,7 +8,9 @@ tracking server is an http(s) one; for each front trial (at most
 latent traversals (rows labelled by latent and KL, sorted by KL, inactive latents
 greyed, collapsed trials flagged; :mod:`analysis.pictures`); the front trials'
 training curves; every objective against each weight's effective weight
-(:mod:`analysis.weights`: constant and scheduled weights on one axis); the spread
+(:mod:`analysis.weights`: constant and scheduled weights on one axis); for the same
+front trials, each latent's KL over training and the latent × factor mutual information
+MIG is computed from, with MIG per factor (:mod:`analysis.learning`); the spread
 across seeds; variance explained (η²) where configurations were repeated with
 several seeds; per-variant distributions; rank correlations between metrics; and
 configurations ranked by UDR where seeds were replicated.
@@ -35,6 +37,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from analysis.folder import StudyFiles
+from analysis.learning import latent_kl_curves, latent_kl_figure, load_mig, mig_figure
 from analysis.pareto import front_mask, normalize_objectives
 from analysis.pictures import load_pictures, traversal_figure
 from analysis.plots import plot_pareto, readable
@@ -213,6 +216,55 @@ def pictures_section(study_dir: Path | None, pictured: pd.DataFrame, front_size:
         caption = f"{label}: reconstructions and latent traversals{state}."
         parts.append(_figure(anchor, _png(fig, tight=False), caption))
     return "\n".join(parts)
+
+
+def learning_section(study_dir: Path, pictured: pd.DataFrame, history: pd.DataFrame) -> str:
+    """HTML: each pictured front trial's per-latent KL over training and its MIG matrix.
+
+    Per trial, where its files hold them: the KL of each latent against the step
+    (``kl_z<i>`` of the training history; Burgess et al. 2018's emergence plot) and the
+    latent × factor mutual information ``I(z_i; v_k) / H(v_k)`` with MIG per factor,
+    ``(I(z_(1); v_k) − I(z_(2); v_k)) / H(v_k)`` (Chen et al. 2018), from its ``mig.npz``
+    (:mod:`analysis.learning`).
+
+    Args:
+        study_dir: The study folder.
+        pictured: The front trials to show (those with pictures).
+        history: Their training history (``history.parquet`` rows).
+
+    Returns:
+        The section's HTML; empty where no trial has either view.
+    """
+    parts = []
+    for _, row in pictured.iterrows():
+        trial_id, label = str(row["trial_id"]), _trial_label(row)
+        curves = latent_kl_curves(history, trial_id)
+        if not curves.empty:
+            caption = (
+                f"{label}: KL(q(z_i|x) ‖ N(0, 1)) of each latent over training (nats, batch mean at each logging "
+                f"step). A latent that carries information rises from 0; latents that stay near 0 are unused."
+            )
+            parts.append(_figure(f"latent-kl-{trial_id}", _png(latent_kl_figure(curves, label)), caption))
+        mig = load_mig(StudyFiles(study_dir).trial(trial_id))
+        if mig is not None:
+            gaps = ", ".join(f"{n} {v:.3f}" for n, v in zip(mig.factor_names, mig.per_factor, strict=True))
+            caption = (
+                f"{label}: mutual information of each latent (discretised mean code) with each factor, as a share "
+                f"of the factor's entropy, I(z_i; v_k) / H(v_k); below, MIG per factor, the gap between the two "
+                f"most informative latents: {gaps}; their mean, the MIG, is {mig.mig:.3f}."
+            )
+            parts.append(_figure(f"mutual-information-{trial_id}", _png(mig_figure(mig, label), tight=False), caption))
+    if not parts:
+        return ""
+    intro = (
+        "<p>What each front trial's latents learned. Per-latent KL over training: the emergence plot of Burgess "
+        "et al. (2018), from the KL of each latent logged at every logging step (Gaussian variants). Mutual "
+        "information matrix: I(z_i; v_k) between each latent of the mean code, discretised as MIG does, and each "
+        "ground-truth factor (Chen et al. 2018), divided by the factor's entropy H(v_k); latents sorted by the "
+        "factor they tell most about. A disentangled code shows one bright cell per factor column, and MIG per "
+        "factor, (I(z_(1); v_k) − I(z_(2); v_k)) / H(v_k), near 1.</p>"
+    )
+    return "<h2>Front trials: per-latent KL and mutual information</h2>" + intro + "\n".join(parts)
 
 
 def _history(study_dir: Path, trial_ids: list[str]) -> pd.DataFrame:
@@ -493,7 +545,9 @@ def report_html(df: pd.DataFrame, title: str, study_dir: str | Path | None = Non
         parts.append(pictures_section(study_dir, pictured, len(front)))
         if study_dir is not None:
             labels = {str(r["trial_id"]): _trial_label(r) for _, r in pictured.iterrows()}
-            png = curves_figure(_history(study_dir, list(labels)), labels, names, weight_names(df))
+            history = _history(study_dir, list(labels))
+            parts.append(learning_section(study_dir, pictured, history))
+            png = curves_figure(history, labels, names, weight_names(df))
             if png is not None:
                 caption = (
                     f"Training curves of the front trials shown above (terms averaged over each logging interval; "

@@ -11,6 +11,7 @@ import pytest
 
 from analysis import load_results
 from analysis.folder import StudyFiles
+from analysis.learning import MigMatrix, latent_kl_curves, latent_kl_figure, load_mig, mig_figure
 from analysis.pictures import TrialPictures, load_pictures, traversal_figure
 from analysis.report import mlflow_links, write_report
 from study.export import export_results, results_table
@@ -223,3 +224,75 @@ def test_report_ranks_configurations_by_udr(cli, tmp_path):
     page = (tmp_path / "report.html").read_text()
     table = page[page.index("<h2>UDR") :]
     assert table.index("8.0") < table.index("1.0")  # the disentangling configuration ranks first
+
+
+FACTORS = ["shape", "scale", "orientation", "posX", "posY"]
+
+
+def _learning_files(study_dir, trial_id, rng, latents=4, steps=(10, 20, 30)):
+    """A trial's per-latent KL history (z1 opens first, z3 never) and its mig.npz."""
+    folder = TrialFolder(study_dir / "trials" / trial_id)
+    for step in steps:
+        kl = {f"kl_z{i}": [0.0, 3.0, 1.0, 0.001][i % 4] * step / steps[-1] for i in range(latents)}
+        folder.append_history(step, {"recon": 100.0 - step, "kl": sum(kl.values()), **kl}, "train")
+    matrix = rng.uniform(0, 0.05, (latents, len(FACTORS)))
+    matrix[1, 3], matrix[2, 4] = 2.5, 1.9  # z1 knows posX, z2 posY
+    entropy = np.log([3, 6, 40, 32, 32])
+    top = np.sort(matrix, axis=0)[::-1]
+    folder.artifacts.mkdir(parents=True, exist_ok=True)
+    np.savez(folder.artifacts / "mig.npz", matrix=matrix, entropy=entropy,
+             mig_per_factor=(top[0] - top[1]) / entropy, factor_names=np.asarray(FACTORS))  # fmt: skip
+    return matrix, entropy
+
+
+def test_front_trials_show_per_latent_kl_and_the_mig_matrix(tmp_path):
+    study_dir = _study(tmp_path, n=8)
+    rng = np.random.default_rng(3)
+    saved = {f"t{i:03d}": _learning_files(study_dir, f"t{i:03d}", rng) for i in range(8) if i != 5}
+    export_results(study_dir, [{"name": "recon", "mode": "min"}, {"name": "mig", "mode": "max"}])
+    page = write_report(study_dir).read_text()
+    figures = _figures(page)
+    front = load_results(study_dir).query("on_front")
+    assert "<h2>Front trials: per-latent KL and mutual information" in page
+    for trial_id in front["trial_id"]:
+        for view in ("latent-kl", "mutual-information"):
+            assert base64.b64decode(figures[f"{view}-{trial_id}"])[:8] == b"\x89PNG\r\n\x1a\n", (view, trial_id)
+    off_front = set(saved) - set(front["trial_id"])
+    assert off_front and not any(f"latent-kl-{t}" in figures for t in off_front)  # front trials only
+    # The caption names each factor with its MIG, and their mean, computed here from the saved matrix.
+    trial_id = front["trial_id"].iloc[0]
+    matrix, entropy = saved[trial_id]
+    top = np.sort(matrix, axis=0)[::-1]
+    gaps = (top[0] - top[1]) / entropy
+    caption = re.search(rf'<figure id="mutual-information-{trial_id}">.*?<figcaption>([^<]*)<', page).group(1)
+    assert all(f"{name} {gap:.3f}" in caption for name, gap in zip(FACTORS, gaps, strict=True)), caption
+    assert f"the MIG, is {gaps.mean():.3f}" in caption
+
+    # The views themselves: curves labelled z<i> from the history, the heat map named by factor.
+    history = pq.read_table(StudyFiles(study_dir).history).to_pandas()
+    curves = latent_kl_curves(history, trial_id)
+    assert list(curves.columns) == ["z0", "z1", "z2", "z3"] and list(curves.index) == [10, 20, 30]
+    assert curves.loc[30].tolist() == pytest.approx([0.0, 3.0, 1.0, 0.001])
+    fig = latent_kl_figure(curves, "t")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["z1", "z2", "z3", "z0"]  # by final KL
+    assert ax.get_xlabel() == "training step"
+    plt.close(fig)
+    mig = load_mig(StudyFiles(study_dir).trial(trial_id))
+    np.testing.assert_array_equal(mig.matrix, matrix)
+    assert mig.factor_names == FACTORS and mig.mig == pytest.approx(gaps.mean())
+    fig = mig_figure(mig, "t")
+    heat, bars = fig.axes[0], fig.axes[1]
+    assert [t.get_text().split("\n")[0] for t in bars.get_xticklabels()] == FACTORS
+    rows = [t.get_text() for t in heat.get_yticklabels()]
+    assert rows[:2] == ["z1", "z2"] and sorted(rows) == ["z0", "z1", "z2", "z3"]  # posX's latent, then posY's
+    np.testing.assert_allclose(heat.images[0].get_array(), (matrix / entropy)[[int(r[1:]) for r in rows]])
+    assert [b.get_height() for b in bars.patches] == pytest.approx(gaps.tolist())
+    plt.close(fig)
+
+
+def test_the_mig_matrix_lists_each_factors_best_latent_first_then_the_others():
+    matrix = np.array([[0.0, 0.1, 0.05], [0.9, 0.0, 0.0], [0.2, 0.0, 0.1], [0.0, 0.8, 0.3], [0.4, 0.0, 0.0]])
+    mig = MigMatrix(matrix, np.ones(3), np.array([0.5, 0.7, 0.2]), ["a", "b", "c"])
+    # a (0.9, z1), b (0.8, z3), c (0.3: z3 again, listed once); then z4, z2, z0 by their largest share.
+    assert mig.latent_order() == [1, 3, 4, 2, 0] and mig.mig == pytest.approx(1.4 / 3)
