@@ -24,7 +24,8 @@ Layout::
         trial.json                  its MLflow run id and its worker (host, PID), written when the run opens
         history.jsonl               every logged term (train) and the held-out values
         result.json                 its record, written when it ends
-        artifacts/                  model.pt, codes.npz, mig.npz, pictures, config, metrics (trainers.outputs)
+        artifacts/                  model.pt, codes.npz, mig.npz, pictures, config, metrics (trainers.outputs);
+                                    latent_kl.png, mutual_information.png (drawn by the trial when it ends)
         checkpoint/                 the checkpoint of a pack of one: state.pt and trial.json (its step)
         undelivered_tracking.jsonl  tracking the MLflow server did not take
       packs/<pack id>/checkpoint/   the checkpoint of a pack of several members
@@ -44,6 +45,8 @@ RAY_DIR, TRIALS_DIR, PACKS_DIR = "ray", "trials", "packs"
 LOCK_FILE, STOP_FILE, RUN_LOG, RAY_LOGS = "study.lock", "stop_requested", "run.log", "ray-logs"
 PLAN_FILE, META_FILE, HISTORY_JSONL, RESULT_FILE = "trial_config.json", "trial.json", "history.jsonl", "result.json"
 ARTIFACTS_DIR, SPILL_FILE = "artifacts", "undelivered_tracking.jsonl"
+#: The trial's views of what it learned, drawn when it ends (:func:`analysis.learning.write_learning_pictures`).
+LATENT_KL_PNG, MIG_PNG = "latent_kl.png", "mutual_information.png"
 CHECKPOINT_DIR, CHECKPOINT_STATE, CHECKPOINT_META = "checkpoint", "state.pt", "trial.json"
 
 
@@ -66,6 +69,9 @@ class TrialFiles:
     traversal_latents = property(lambda self: self.artifacts / TRAVERSAL_LATENTS_NPZ)
     #: What the trial's MIG was computed from (:func:`analysis.learning.load_mig`).
     mig = property(lambda self: self.artifacts / MIG_NPZ)
+    #: Its per-latent KL over training and its MIG matrix, as pictures (logged to its MLflow run).
+    latent_kl_png = property(lambda self: self.artifacts / LATENT_KL_PNG)
+    mig_png = property(lambda self: self.artifacts / MIG_PNG)
 
 
 class StudyFiles:

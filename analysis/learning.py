@@ -17,12 +17,18 @@ entropies ``H(v_k)``, as the trial's MIG evaluation computed them once (``mig.np
 
 between the two latents most informative about ``v_k``; their mean over the factors is
 the trial's ``mig``.  A disentangled code shows one bright cell per factor column.
+
+The report draws both for its front trials; each trial also leaves them as
+``latent_kl.png`` and ``mutual_information.png`` beside its files, logged to its MLflow
+run (:func:`write_learning_pictures`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
@@ -89,6 +95,27 @@ def load_mig(trial: TrialFiles) -> MigMatrix | None:
             per_factor=data["mig_per_factor"],
             factor_names=[str(n) for n in data["factor_names"]],
         )
+
+
+def trial_history(trial: TrialFiles) -> pd.DataFrame:
+    """A trial's ``history.jsonl`` as ``history.parquet``'s rows.
+
+    Args:
+        trial: The trial's files.
+
+    Returns:
+        Rows ``trial_id``, ``step``, ``split``, ``term``, ``value``; a line cut short is skipped,
+        and a file not there gives none.
+    """
+    rows = []
+    if trial.history_file.is_file():
+        for line in trial.history_file.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            rows += [(trial.trial_id, entry["step"], entry["split"], t, v) for t, v in entry["terms"].items()]
+    return pd.DataFrame(rows, columns=["trial_id", "step", "split", "term", "value"])
 
 
 def latent_kl_curves(history: pd.DataFrame, trial_id: str) -> pd.DataFrame:
@@ -185,3 +212,31 @@ def mig_figure(mig: MigMatrix, title: str) -> plt.Figure:
     bars.grid(alpha=0.3, axis="y")
     fig.colorbar(image, ax=bars, fraction=0.04, pad=0.02).ax.set_visible(False)  # keep the columns aligned
     return fig
+
+
+def write_learning_pictures(trial: TrialFiles, title: str, dpi: int = 90) -> list[Path]:
+    """Draw the trial's per-latent KL (from its ``history.jsonl``) and MIG matrix (from its
+    ``mig.npz``) into ``artifacts/latent_kl.png`` and ``artifacts/mutual_information.png``.
+
+    Args:
+        trial: The trial's files.
+        title: The figures' title (the trial's name).
+        dpi: The PNGs' resolution.
+
+    Returns:
+        The pictures written: none where the trial logged no ``kl_z<i>`` and kept no MIG matrix.
+    """
+    written = []
+    curves = latent_kl_curves(trial_history(trial), trial.trial_id)
+    if not curves.empty:
+        fig = latent_kl_figure(curves, title)
+        fig.savefig(trial.latent_kl_png, dpi=dpi)
+        plt.close(fig)
+        written.append(trial.latent_kl_png)
+    mig = load_mig(trial)
+    if mig is not None:
+        fig = mig_figure(mig, title)
+        fig.savefig(trial.mig_png, dpi=dpi)
+        plt.close(fig)
+        written.append(trial.mig_png)
+    return written

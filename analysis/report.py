@@ -37,7 +37,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from analysis.folder import StudyFiles
-from analysis.learning import latent_kl_curves, latent_kl_figure, load_mig, mig_figure
+from analysis.learning import latent_kl_curves, latent_kl_figure, load_mig, mig_figure, trial_history
 from analysis.pareto import front_mask, normalize_objectives
 from analysis.pictures import load_pictures, traversal_figure
 from analysis.plots import plot_pareto, readable
@@ -273,17 +273,10 @@ def _history(study_dir: Path, trial_ids: list[str]) -> pd.DataFrame:
     path = folder.history
     if path.is_file():
         return pq.read_table(path, filters=[("trial_id", "in", trial_ids)]).to_pandas()
-    rows = []
-    for trial_id in trial_ids:
-        history = folder.trial(trial_id).history_file
-        if history.is_file():
-            for line in history.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                rows += [(trial_id, entry["step"], entry["split"], t, v) for t, v in entry["terms"].items()]
-    return pd.DataFrame(rows, columns=["trial_id", "step", "split", "term", "value"])
+    histories = [h for h in (trial_history(folder.trial(trial_id)) for trial_id in trial_ids) if len(h)]
+    if not histories:
+        return pd.DataFrame(columns=["trial_id", "step", "split", "term", "value"])
+    return pd.concat(histories, ignore_index=True)
 
 
 def curves_figure(

@@ -66,6 +66,24 @@ STOP_POLL_SECONDS = 1.0
 FOLDER_ONLY_ARTIFACTS = ("checkpoint", "codes")
 
 
+def learning_views(folder: TrialFolder, record: TrialRecord) -> tuple[list[Path], dict[str, float]]:
+    """The ended trial's views for its MLflow run: its per-latent KL and MIG matrix as pictures
+    in its ``artifacts/`` (:func:`analysis.learning.write_learning_pictures`; a few tenths of a
+    second) and MIG per factor as metrics ``mig/<factor>`` (from its ``mig.npz``).  A view that
+    cannot be made is logged and left out: it never fails the trial."""
+    try:
+        from analysis.learning import load_mig, write_learning_pictures  # matplotlib: once a trial ends
+
+        pictures = write_learning_pictures(folder, record.trial_name or folder.trial_id)
+        mig = load_mig(folder)
+        names = [] if mig is None else zip(mig.factor_names, mig.per_factor, strict=True)
+        per_factor = {f"mig/{name}": float(value) for name, value in names}
+        return pictures, per_factor
+    except Exception:  # a view, not the trial's result
+        log.warning("trial %s: its per-latent KL and MIG views were not drawn", folder.trial_id, exc_info=True)
+        return [], {}
+
+
 class StudyStopping(Exception):
     """The study is being stopped (Ctrl+C): the pack checkpointed and returns without a record."""
 
@@ -132,7 +150,9 @@ class PackReporter:
         self.folders[member].append_history(result.steps, values, "heldout")
         folder = self.folders[member]
         browsed = [p for k, p in result.artifacts.items() if self.log_models or k not in FOLDER_ONLY_ARTIFACTS]
-        tracker.log_artifacts(browsed)
+        pictures, per_factor = learning_views(folder, record)
+        tracker.log_terms(result.steps, per_factor)
+        tracker.log_artifacts([*browsed, *pictures])
         if "checkpoint" in result.artifacts:
             tracker.set_tags({"model": folder.study_path(result.artifacts["checkpoint"])})
         record.terms, record.metrics = result.terms, result.metrics

@@ -11,7 +11,15 @@ import pytest
 
 from analysis import load_results
 from analysis.folder import StudyFiles
-from analysis.learning import MigMatrix, latent_kl_curves, latent_kl_figure, load_mig, mig_figure
+from analysis.learning import (
+    MigMatrix,
+    latent_kl_curves,
+    latent_kl_figure,
+    load_mig,
+    mig_figure,
+    trial_history,
+    write_learning_pictures,
+)
 from analysis.pictures import TrialPictures, load_pictures, traversal_figure
 from analysis.report import mlflow_links, write_report
 from study.export import export_results, results_table
@@ -289,6 +297,12 @@ def test_front_trials_show_per_latent_kl_and_the_mig_matrix(tmp_path):
     np.testing.assert_allclose(heat.images[0].get_array(), (matrix / entropy)[[int(r[1:]) for r in rows]])
     assert [b.get_height() for b in bars.patches] == pytest.approx(gaps.tolist())
     plt.close(fig)
+    # The same views as the trial's own pictures (logged to its MLflow run), from its history.jsonl.
+    trial = StudyFiles(study_dir).trial(trial_id)
+    assert latent_kl_curves(trial_history(trial), trial_id).equals(curves)
+    assert write_learning_pictures(trial, "t") == [trial.latent_kl_png, trial.mig_png]
+    assert all(plt.imread(p).shape[1] > 400 for p in (trial.latent_kl_png, trial.mig_png))
+    assert write_learning_pictures(StudyFiles(study_dir).trial("t005"), "failed") == []  # nothing to draw
 
 
 def test_the_mig_matrix_lists_each_factors_best_latent_first_then_the_others():

@@ -9,6 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -133,6 +134,9 @@ def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
             "traversals.png",
             "config.json",
             "metrics.json",
+            "mig.npz",
+            "latent_kl.png",
+            "mutual_information.png",
         }
         trial_id = child.data.tags["trial_id"]
         assert child.data.tags["model"] == f"trials/{trial_id}/artifacts/model.pt"
@@ -140,6 +144,12 @@ def test_mlflow_has_a_parent_run_and_one_nested_run_per_trial(tiny_study):
         assert child.info.run_name == row["trial_name"]
         assert child.data.metrics["mig"] == pytest.approx(row["mig"])
         assert child.data.metrics["heldout/recon"] == pytest.approx(row["recon"])
+        # The views of what it learned: each latent's KL over training, MIG per factor (their mean: the MIG).
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "kl_z3")] == [5, 10, 15, 20]
+        per_factor = [child.data.metrics[f"mig/{n}"] for n in ("shape", "scale", "orientation", "posX", "posY")]
+        assert np.mean(per_factor) == pytest.approx(row["mig"], rel=1e-9)
+        with np.load(study_dir / "trials" / trial_id / "artifacts" / "mig.npz") as saved:
+            assert saved["matrix"].shape == (4, 5) and saved["mig_per_factor"].tolist() == pytest.approx(per_factor)
 
 
 def test_history_parquet_holds_every_logged_term(tiny_study):
@@ -289,6 +299,8 @@ def test_the_report_shows_the_front_trials_pictures_in_a_browser(tiny_study, bro
     for trial_id in front["trial_id"]:
         assert f'<figure id="pictures-{trial_id}">' in text, trial_id  # traversals of every front trial
     assert "training-curves" in text and "no pictures saved" not in text
+    for trial_id in front["trial_id"]:  # each latent's KL over training, the MI heat map named by factor
+        assert f'<figure id="latent-kl-{trial_id}">' in text and f'<figure id="mutual-information-{trial_id}">' in text
 
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     errors = []
@@ -296,7 +308,7 @@ def test_the_report_shows_the_front_trials_pictures_in_a_browser(tiny_study, bro
     page.goto(page_file.resolve().as_uri(), wait_until="load")
     script = "() => Array.from(document.images, i => ({alt: i.alt, complete: i.complete, w: i.naturalWidth}))"
     images = page.evaluate(script)
-    assert len(images) >= 2 + len(front), images  # Pareto plot, curves, one per front trial, ...
+    assert len(images) >= 2 + 3 * len(front), images  # Pareto plot, curves, three per front trial, ...
     broken = [i["alt"] for i in images if not i["complete"] or i["w"] == 0]
     assert not broken, broken
     assert page.title() == f"Study report: {study_dir.name}"
@@ -304,7 +316,15 @@ def test_the_report_shows_the_front_trials_pictures_in_a_browser(tiny_study, bro
     assert "Front trials: reconstructions and traversals" in headings and "Pareto front" in headings
     size = page.evaluate("() => document.documentElement.outerHTML.length")
     assert 0 < size <= MAX_PAGE_BYTES
-    page.locator(f"#pictures-{front['trial_id'].iloc[0]}").screenshot(path=str(tmp_path / "traversal.png"))
+    assert "Front trials: per-latent KL and mutual information" in headings
+    first = front["trial_id"].iloc[0]
+    heat = page.locator(f"#mutual-information-{first} img")
+    assert all(name in heat.get_attribute("alt") for name in ("shape", "scale", "orientation", "posX", "posY"))
+    assert heat.evaluate("i => i.naturalWidth") > 300 and heat.bounding_box()["width"] > 300
+    page.locator(f"#pictures-{first}").screenshot(path=str(tmp_path / "traversal.png"))
+    page.locator(f"#latent-kl-{first}").screenshot(path=str(tmp_path / "latent-kl.png"))
+    heat.screenshot(path=str(tmp_path / "mutual-information.png"))
     assert not errors, errors
-    assert (tmp_path / "traversal.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("traversal.png", "latent-kl.png", "mutual-information.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -3,8 +3,14 @@
 import logging
 
 from analysis.folder import CHECKPOINT_META, CHECKPOINT_STATE
-from study.folder import StudyFolder, TrialRecord, TrialStatus, write_json_atomic
-from study.trial import PackReporter, readable_checkpoints, save_pack_checkpoint, train_from_checkpoints
+from study.folder import StudyFolder, TrialFolder, TrialRecord, TrialStatus, write_json_atomic
+from study.trial import (
+    PackReporter,
+    learning_views,
+    readable_checkpoints,
+    save_pack_checkpoint,
+    train_from_checkpoints,
+)
 from trainers.config import EvalConfig, TrainConfig
 
 CONFIG = TrainConfig(
@@ -37,3 +43,11 @@ def test_a_readable_checkpoint_that_does_not_fit_falls_back_to_step_0(tmp_path, 
     assert "checkpoint of step 4 does not fit" in caplog.text and "starting from step 0" in caplog.text
     assert record.resumed_from_step == 0
     assert (member.artifacts / "model.pt").exists()  # trained to the end from scratch
+
+
+def test_a_trials_views_that_cannot_be_drawn_leave_the_trial_alone(tmp_path, caplog):
+    folder = TrialFolder(tmp_path / "trials" / "t0").create()
+    folder.artifacts.mkdir()
+    folder.mig.write_bytes(b"not an npz")
+    assert learning_views(folder, TrialRecord(trial_id="t0", status=TrialStatus.COMPLETED)) == ([], {})
+    assert "views were not drawn" in caplog.text
