@@ -125,12 +125,12 @@ def run_product(name: str, spec: dict, steps: int, lr: float, seed: int, probe_e
     from trainers.train import train
 
     torch.set_num_threads(1)
-    options = {"precision": "auto", **{k: v for k, v in spec.items() if k not in ("variant", "weights")}}
+    extra = {k: v for k, v in spec.items() if k not in ("variant", "weights")}
+    options = {"precision": "auto", "batch_size": 64, **extra}
     config = TrainConfig(
         variant=spec["variant"],
         weights=spec["weights"],
         steps=steps,
-        batch_size=64,
         lr=lr,
         latent_dim=10,
         seed=seed,
