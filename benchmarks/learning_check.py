@@ -205,7 +205,7 @@ def run_plain(name: str, spec: dict, steps: int, lr: float, seed: int, probe_eve
         terms["loss"].backward()
         optimizer.step()
         for key, value in terms.items():
-            sums[key] = sums.get(key, 0.0) + float(value)
+            sums[key] = sums.get(key, 0.0) + float(value.detach())
         if step % 100 == 0:
             curve.append({"step": step, **{k: round(v / 100, 4) for k, v in sums.items()}, "beta": beta})
             sums = {}
@@ -385,7 +385,7 @@ def _diagnose_run(init, objective, model, config, data, x, seeds) -> None:
     for step in range(600):
         terms = objective.train_step(model, optimizers, batch, step, noise, "fp32")
         if (step + 1) in (50, 200, 600):
-            row(step + 1, {k: float(v) for k, v in terms.items()})
+            row(step + 1, {k: float(v.detach()) for k, v in terms.items()})
 
 
 def main() -> None:
@@ -396,7 +396,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="configuration names (default: all)")
     parser.add_argument("--probe-every", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "learning_check")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "learning_check")
     parser.add_argument("--diagnose", action="store_true")
     args = parser.parse_args()
     if os.environ.get("GLIBC_TUNABLES") != TUNABLES:
