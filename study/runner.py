@@ -127,18 +127,16 @@ class RecordUnended(tune.Callback):
         step = last.get("step", 0)
         reason = "stopped early"
         if stopping is not None and stopping.metric in last:
-            reason = (
-                f"stopped early by {stopping.scheduler} at step {step} ({stopping.metric}={last[stopping.metric]:.6g})"
-            )
+            reason = f"stopped early by {stopping.kind} at step {step} ({stopping.metric}={last[stopping.metric]:.6g})"
         self._record(trial, TrialStatus.PRUNED, reason)
 
 
 def make_scheduler(spec: StudySpec) -> tune.schedulers.TrialScheduler | None:
     """ASHA or the median stopping rule on the spec's training term, by step."""
     stopping = spec.search.early_stopping
-    if stopping is None:
-        return None
-    if stopping.scheduler == "asha":
+    if stopping is None or stopping.pareto:
+        return None  # Pareto stopping decides in the trials (study.rung_keeper), under FIFO scheduling
+    if stopping.kind == "asha":
         return ASHAScheduler(
             time_attr="step",
             metric=stopping.metric,

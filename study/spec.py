@@ -208,8 +208,10 @@ class EvaluationSpec(EvalConfig):
 class ObjectiveSpec(_Model):
     """An objective of the search: a held-out term or metric, minimised or maximised."""
 
-    name: str = Field(description="A held-out term every variant reports (``recon``, ``kl``, ...) or a value of a "
-                      "metric in ``evaluation.metrics`` (``mig``, ...).")
+    name: str = Field(
+        description="A held-out term every variant reports (``recon``, ``kl``, ...) or a value of a "
+        "metric in ``evaluation.metrics`` (``mig``, ...)."
+    )
     mode: Literal["min", "max"] = Field(description="Minimise or maximise it.")
     reference: float | None = Field(
         None,
@@ -219,28 +221,77 @@ class ObjectiveSpec(_Model):
     )
 
 
+def _read_scheduler_as_kind(cls: type, data: Any) -> Any:
+    """``scheduler:`` was this section's name for ``kind:`` before Pareto stopping; old specs still validate."""
+    if isinstance(data, dict) and "scheduler" in data:
+        if "kind" in data:
+            raise ValueError("kind: give kind or its old name scheduler, not both")
+        data = {("kind" if key == "scheduler" else key): value for key, value in data.items()}
+    return data
+
+
 class EarlyStoppingSpec(_Model):
-    """Tune's ASHA (Li et al. 2020) or median stopping rule (Golovin et al. 2017) on a
-    training term reported at every checkpoint.
+    """Stopping poor trials early, at checkpoints.
 
-    Single-objective studies only: a scheduler ranks trials by one metric, and in a
-    multi-objective study a trial stopped for a poor training term may still lie on
-    the Pareto front of the final objectives; stopping it would bias the front.  A
-    stopped trial is recorded ``pruned`` (parquet status, MLflow KILLED, Optuna
-    PRUNED), never complete."""
+    ``asha`` and ``median``: Tune's ASHA (Li et al. 2020) or median stopping rule (Golovin
+    et al. 2017) on a training term (``metric``), for single-objective studies of packs of
+    one: in a multi-objective study a trial stopped for a poor training term may still lie
+    on the Pareto front of the final objectives, and stopping it would bias the front.
 
-    scheduler: Literal["asha", "median"] = Field(
-        "asha", description="``asha`` (asynchronous successive halving) or ``median`` (the median stopping rule)."
+    ``pareto``: Pareto-aware successive halving (MOASHA, Schmucker et al. 2021;
+    :mod:`study.pareto_stopping`), for studies of two or more objectives, packs included: at
+    each rung every trial estimates all the objectives cheaply and goes on only if it ranks in
+    the best 1/η of the trials that reached the rung (non-dominated sorting, then crowding
+    distance).  A stopped member of a pack is cut out and the pack trains on.
+
+    A stopped trial is recorded ``pruned`` (parquet status, MLflow KILLED, Optuna PRUNED),
+    never complete."""
+
+    kind: Literal["asha", "median", "pareto"] = Field(
+        "asha",
+        description="``asha`` (asynchronous successive halving on ``metric``), ``median`` (the median stopping rule "
+        "on ``metric``) or ``pareto`` (successive halving ranking every objective: multi-objective studies).  "
+        "Earlier specs call it ``scheduler``, which is still read.",
     )
-    metric: str = Field("loss", description="A training term every variant of the study reports (``loss``, ``recon``).")
-    mode: Literal["min", "max"] = Field("min", description="Whether a lower or a higher ``metric`` is better.")
+    metric: str = Field(
+        "loss",
+        description="``asha``/``median``: a training term every variant of the study reports (``loss``, ``recon``).  "
+        "``pareto`` ranks the study's objectives instead.",
+    )
+    mode: Literal["min", "max"] = Field(
+        "min", description="``asha``/``median``: whether a lower or a higher ``metric`` is better."
+    )
     grace_period: int = Field(
         1000, ge=1, le=MAX_STEPS,
-        description="Steps before a trial may be stopped; a multiple of ``training.checkpoint_every``.",
+        description="Steps before a trial may be stopped (``pareto``: the first rung); a multiple of "
+        "``training.checkpoint_every``.",
     )  # fmt: skip
     reduction_factor: float = Field(
-        3.0, gt=1, le=100, description="ASHA's η: each rung keeps the best 1/η of the trials that reached it."
-    )
+        3.0, gt=1, le=100,
+        description="η: each rung keeps the best 1/η of the trials that reached it (``pareto``: rungs at "
+        "``grace_period``·η^k steps, rounded to a checkpoint).",
+    )  # fmt: skip
+    recon_points: int = Field(
+        256, ge=2, le=1_000_000,
+        description="``pareto``: held-out images of a rung's estimate of each held-out term (``recon``, ...); the "
+        "final evaluation uses ``evaluation.recon_points``.",
+    )  # fmt: skip
+    metric_points: int = Field(
+        1000, ge=10, le=1_000_000,
+        description="``pareto``: points of a rung's estimate of each metric objective (its ``num_points`` option, "
+        "e.g. MIG on 1,000 points instead of ``evaluation.metric_options``' 10,000).",
+    )  # fmt: skip
+
+    _scheduler_alias = model_validator(mode="before")(_read_scheduler_as_kind)
+
+    @property
+    def pareto(self) -> bool:
+        return self.kind == "pareto"
+
+    @property
+    def scheduler(self) -> str:
+        """The old name of :attr:`kind`."""
+        return self.kind
 
 
 class SearchSpec(_Model):
@@ -557,19 +608,25 @@ def check_spec(spec: StudySpec) -> None:
                     f"training.pack_size: variant {variant!r} cannot be packed (it is not a single-pass "
                     "objective); set pack_size: 1"
                 )
-        if spec.search.early_stopping is not None:
+        if spec.search.early_stopping is not None and not spec.search.early_stopping.pareto:
             problems.append(
-                "search.early_stopping: not with training.pack_size > 1 (a scheduler stops whole trials, "
-                "and a pack's members are ranked separately)"
+                f"search.early_stopping: {spec.search.early_stopping.kind} not with training.pack_size > 1 (a "
+                "scheduler stops whole trials, and a pack's members are ranked separately); kind: pareto stops "
+                "members one by one"
             )
     if spec.search.mode == "grid":
         problems.extend(_check_grid(spec))
     stopping = spec.search.early_stopping
-    if stopping is not None:
+    if stopping is not None and stopping.pareto:
+        problems.extend(_check_pareto_stopping(spec, stopping))
+    elif stopping is not None:
+        for name in ("recon_points", "metric_points"):
+            if name in stopping.model_fields_set:
+                problems.append(f"search.early_stopping.{name}: only with kind pareto")
         if spec.multi_objective:
             problems.append(
                 "search.early_stopping: only for single-objective studies (a trial stopped for one training term "
-                "may still belong on the Pareto front of the objectives)"
+                "may still belong on the Pareto front of the objectives); kind: pareto ranks every objective"
             )
         if stopping.metric not in terms:
             problems.append(
@@ -588,6 +645,30 @@ def check_spec(spec: StudySpec) -> None:
         problems.append(f"search.storage: must be 'sqlite', 'memory' or a database URL, got {storage!r}")
     if problems:
         raise SpecError("\n".join(problems))
+
+
+def _check_pareto_stopping(spec: StudySpec, stopping: EarlyStoppingSpec) -> list[str]:
+    """``early_stopping: {kind: pareto}``: two objectives or more, rungs on checkpoints, no single-metric fields."""
+    where = "search.early_stopping"
+    problems = []
+    if not spec.multi_objective:
+        problems.append(f"{where}.kind: pareto needs two objectives or more (this study has one; use asha or median)")
+    for name in ("metric", "mode"):
+        if name in stopping.model_fields_set:
+            problems.append(f"{where}.{name}: not with kind pareto (it ranks the study's objectives)")
+    every = spec.training.checkpoint_every
+    if not every:
+        problems.append(f"{where}: needs training.checkpoint_every > 0 (trials report at checkpoints)")
+    elif stopping.grace_period % every:
+        problems.append(
+            f"{where}.grace_period: must be a multiple of training.checkpoint_every ({every}), "
+            f"got {stopping.grace_period}"
+        )
+    elif stopping.grace_period >= spec.training.steps:
+        problems.append(
+            f"{where}.grace_period: must be below training.steps ({spec.training.steps}), got {stopping.grace_period}"
+        )
+    return problems
 
 
 def _check_variant(spec: StudySpec, variant: str, vspec: VariantSpec) -> list[str]:

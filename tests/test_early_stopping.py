@@ -1,6 +1,5 @@
 """ASHA early stopping of a single-objective Optuna study, on a real local Ray."""
 
-
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
@@ -64,3 +63,54 @@ def test_stopped_trials_are_pruned_everywhere_and_never_complete(cli):
     assert all(t.intermediate_values for t in study.get_trials() if t.state == TrialState.PRUNED)
     complete_values = sorted(t.value for t in study.get_trials() if t.state == TrialState.COMPLETE)
     assert complete_values == pytest.approx(sorted(completed["recon"]))
+
+
+def pareto_spec(make_spec, **stopping):
+    """The tiny two-objective spec with ``early_stopping: {kind: pareto, ...}``."""
+    search = {"early_stopping": {"kind": "pareto", "grace_period": 10, "reduction_factor": 2, **stopping}}
+    return make_spec(training={"steps": 40}, search=search)
+
+
+def test_scheduler_is_still_read_as_kind():
+    spec = StudySpec.model_validate(BASE)
+    assert spec.search.early_stopping.kind == "asha" and spec.search.early_stopping.scheduler == "asha"
+    both = {**BASE["search"]["early_stopping"], "kind": "median"}
+    with pytest.raises(ValueError, match="kind: give kind or its old name scheduler"):
+        StudySpec.model_validate({**BASE, "search": {**BASE["search"], "early_stopping": both}})
+
+
+def test_pareto_stopping_takes_two_objectives_and_packs(make_spec):
+    spec = StudySpec.model_validate(pareto_spec(make_spec, recon_points=32, metric_points=200))
+    check_spec(spec)
+    assert spec.search.early_stopping.pareto and spec.search.early_stopping.metric_points == 200
+    packed = pareto_spec(make_spec)
+    packed["training"]["pack_size"] = 2
+    check_spec(StudySpec.model_validate(packed))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"objectives": [{"name": "recon", "mode": "min"}]}, r"search\.early_stopping\.kind: pareto needs two"),
+        ({"stopping": {"metric": "loss"}}, r"search\.early_stopping\.metric: not with kind pareto"),
+        ({"stopping": {"grace_period": 15}}, r"search\.early_stopping\.grace_period: must be a multiple of .* \(10\)"),
+        ({"stopping": {"grace_period": 40}}, r"search\.early_stopping\.grace_period: must be below training\.steps"),
+        ({"stopping": {"kind": "asha", "metric_points": 100}}, r"metric_points: only with kind pareto"),
+        ({"pack": True, "stopping": {"kind": "asha"}}, r"asha not with training\.pack_size > 1"),
+    ],
+)
+def test_pareto_stopping_refuses_bad_input_by_field(make_spec, change, message):
+    spec = pareto_spec(make_spec, **change.get("stopping", {}))
+    if "objectives" in change:
+        spec["objectives"] = change["objectives"]
+    if change.get("pack"):
+        spec["training"]["pack_size"] = 2
+    with pytest.raises(SpecError, match=message):
+        check_spec(StudySpec.model_validate(spec))
+
+
+def test_a_bad_pareto_spec_exits_2_and_writes_nothing(cli, make_spec):
+    spec = pareto_spec(make_spec, recon_points=1)
+    proc = cli.call("run", cli.write_spec(spec), "--study-dir", cli.cwd / "study")
+    assert proc.returncode == 2 and "search.early_stopping.recon_points" in proc.stderr, proc.stderr
+    assert not (cli.cwd / "study").exists()
