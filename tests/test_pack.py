@@ -13,7 +13,7 @@ from trainers.checkpoint import load_checkpoint, save_checkpoint
 from trainers.config import EvalConfig, TrainConfig
 from trainers.objectives import make_objective
 from trainers.pack import check_pack, train_pack
-from trainers.reporting import NullReporter, TrainingDiverged
+from trainers.reporting import EstimateRequest, MemberStopped, NullReporter, TrainingDiverged
 from trainers.train import train
 
 # Float reassociation of batched (grouped) kernels only; a wrong stream or a
@@ -199,3 +199,52 @@ def test_compiled_networks_keep_the_terms_of_eager_ones():
     compiled = train(_config(0, steps=3, checkpoint_every=0, compile=True), NullReporter())
     for name, value in eager.terms.items():
         assert compiled.terms[name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
+
+
+class StopAtRung(Recorder):
+    """Asks for estimates at ``rung`` and stops the members in ``stop`` there."""
+
+    def __init__(self, rung: int, stop: set[int]) -> None:
+        super().__init__()
+        self.rung, self.stop, self.estimates = rung, stop, {}
+
+    def estimates_wanted(self, step):
+        return EstimateRequest(("recon", "kl"), recon_points=32, metric_points=100) if step == self.rung else None
+
+    def on_estimates(self, step, estimates):
+        self.estimates[step] = dict(estimates)
+        return set(self.stop)
+
+
+def test_a_member_stopped_at_a_rung_is_cut_out_and_the_others_train_on_as_alone(tmp_path):
+    configs = [_config(seed, steps=6, checkpoint_every=2) for seed in range(3)]
+    pack = StopAtRung(rung=2, stop={1})
+    outcomes = train_pack(configs, pack)
+    assert isinstance(outcomes[1], MemberStopped) and outcomes[1].step == 2
+    assert sorted(pack.estimates[2]) == [0, 1, 2] and set(pack.estimates[2][0]) == {"recon", "kl"}
+    assert [k for k, _ in pack.ended] == [0, 2]
+    assert [step for step, terms in pack.member_terms(1) if terms is not None] == [1, 2]
+    for k in (0, 2):  # a cut pack is still each member's own training
+        alone = Recorder()
+        result = train(configs[k], alone)
+        for (_, terms), (_, packed) in zip(alone.member_terms(), pack.member_terms(k), strict=True):
+            _assert_terms_close(packed, terms)
+        _assert_terms_close(outcomes[k].terms, result.terms)
+    # The checkpoint after the rung holds the cut: a resumed pack trains the two others only.
+    path = save_checkpoint(tmp_path / "pack.pt", pack.states[4])
+    resumed = Recorder()
+    again = train_pack(configs, resumed, resume=load_checkpoint(path))
+    assert isinstance(again[1], MemberStopped) and [k for k, _ in resumed.ended] == [0, 2]
+    assert [o.terms for o in again if not isinstance(o, MemberStopped)] == [outcomes[0].terms, outcomes[2].terms]
+
+
+def test_a_pack_whose_members_are_all_stopped_ends_and_so_does_a_stopped_run():
+    configs = [_config(seed, steps=6, checkpoint_every=2) for seed in range(2)]
+    pack = StopAtRung(rung=2, stop={0, 1})
+    outcomes = train_pack(configs, pack)
+    assert all(isinstance(o, MemberStopped) for o in outcomes) and not pack.ended
+    assert max(step for step, _ in pack.terms) == 2 and not pack.states  # no checkpoint of a pack that ended
+    alone = StopAtRung(rung=4, stop={0})
+    with pytest.raises(MemberStopped):
+        train(configs[0], alone)
+    assert max(step for step, _ in alone.terms) == 4 and sorted(alone.states) == [2]

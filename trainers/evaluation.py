@@ -3,6 +3,7 @@ metrics, the member's files, its :class:`~trainers.reporting.TrainResult` report
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from trainers.data import GroundTruthData
 from trainers.metrics import METRICS
 from trainers.metrics.threads import metric_threads
 from trainers.objectives import Objective
-from trainers.reporting import Reporter, TrainResult
+from trainers.reporting import EstimateRequest, Reporter, TrainResult
 
 
 def finish_member(
@@ -67,20 +68,7 @@ def evaluate(
     (``Metric.details``), by metric name: ``details["mig"]`` holds MIG's mutual-information
     matrix, factor entropies, per-factor gaps and factor names, computed once with the score."""
     model.eval()
-    rng = torch.Generator().manual_seed(config.eval.seed)
-    noise = torch.Generator(device=device).manual_seed(config.eval.seed + 1)
-    totals: dict[str, float] = {}
-    seen = 0
-    for start in range(0, config.eval.recon_points, config.batch_size):
-        n = min(config.batch_size, config.eval.recon_points - start)
-        if n < 2:
-            break
-        x = data.observations(data.sample_factors(n, rng), device, rng)
-        terms = objective.forward_terms(model, x, config.steps, noise, "fp32")
-        for name, value in terms.items():
-            totals[name] = totals.get(name, 0.0) + float(value) * n
-        seen += n
-    terms = {name: total / seen for name, total in totals.items()}
+    terms = heldout_terms(model, objective, data, config, device, config.eval.recon_points, config.steps)
     metrics: dict[str, float] = {}
     for name in config.eval.metrics:
         kept: dict[str, np.ndarray] | None = {} if details is not None and METRICS[name].details else None
@@ -88,6 +76,72 @@ def evaluate(
         if kept:
             details[name] = kept
     return terms, metrics
+
+
+def heldout_terms(
+    model: torch.nn.Module,
+    objective: Objective,
+    data: GroundTruthData,
+    config: TrainConfig,
+    device: torch.device,
+    points: int,
+    step: int,
+) -> dict[str, float]:
+    """Every term averaged over ``points`` held-out images (the eval seed's), weights as at ``step``."""
+    rng = torch.Generator().manual_seed(config.eval.seed)
+    noise = torch.Generator(device=device).manual_seed(config.eval.seed + 1)
+    totals: dict[str, float] = {}
+    seen = 0
+    for start in range(0, points, config.batch_size):
+        n = min(config.batch_size, points - start)
+        if n < 2:
+            break
+        x = data.observations(data.sample_factors(n, rng), device, rng)
+        terms = objective.forward_terms(model, x, step, noise, "fp32")
+        for name, value in terms.items():
+            totals[name] = totals.get(name, 0.0) + float(value) * n
+        seen += n
+    return {name: total / seen for name, total in totals.items()}
+
+
+@torch.no_grad()
+def estimate(
+    model: torch.nn.Module,
+    objective: Objective,
+    data: GroundTruthData,
+    config: TrainConfig,
+    device: torch.device,
+    request: EstimateRequest,
+    step: int,
+) -> dict[str, float]:
+    """Cheap estimates of ``request.names`` for a model still training (a rung of Pareto stopping).
+
+    Held-out terms as :func:`evaluate` computes them, on ``request.recon_points`` images instead
+    of ``eval.recon_points``; each metric that yields a requested value as at the end, on
+    ``request.metric_points`` points where it takes a ``num_points`` option (MIG, IRS, ...; a
+    metric without one runs as configured).  The same seeds as the final evaluation, so two
+    trials are compared on the same images and points; training's own random streams are not
+    touched.  The model's train/eval mode is restored.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        wanted = set(request.names)
+        values: dict[str, float] = {}
+        terms = heldout_terms(model, objective, data, config, device, request.recon_points, step)
+        values.update({name: value for name, value in terms.items() if name in wanted})
+        for name in config.eval.metrics:
+            metric = METRICS[name]
+            if not wanted & set(metric.values):
+                continue
+            options = {k: dict(v) for k, v in config.eval.metric_options.items()}
+            if "num_points" in metric.options:
+                options[name] = {**options.get(name, {}), "num_points": request.metric_points}
+            cheap = dataclasses.replace(config, eval=dataclasses.replace(config.eval, metric_options=options))
+            values.update({k: v for k, v in compute_metric(name, model, data, cheap, device).items() if k in wanted})
+        return values
+    finally:
+        model.train(was_training)
 
 
 def compute_metric(

@@ -16,7 +16,7 @@ from typing import Any
 
 from trainers.config import TrainConfig
 from trainers.pack import train_pack
-from trainers.reporting import Reporter, TrainingDiverged, TrainResult
+from trainers.reporting import MemberStopped, Reporter, TrainingDiverged, TrainResult
 from trainers.train import train
 
 
@@ -25,8 +25,9 @@ def train_members(
     report: Reporter,
     resume: Mapping[str, Any] | None = None,
     output_dirs: Sequence[str | Path] | None = None,
-) -> list[TrainResult | TrainingDiverged]:
-    """Train ``configs`` with the loop that fits them; per member, its result or its divergence.
+) -> list[TrainResult | TrainingDiverged | MemberStopped]:
+    """Train ``configs`` with the loop that fits them; per member, its result, its divergence or
+    its stop at a rung (``Reporter.on_estimates``).
 
     ``resume`` is a checkpoint this function reported for the same list;
     ``output_dirs`` (one per member) receive each finished member's artifacts.
@@ -37,5 +38,5 @@ def train_members(
         return train_pack(configs, report, resume=resume, output_dirs=output_dirs)
     try:
         return [train(configs[0], report, resume=resume, output_dir=output_dirs[0] if output_dirs else None)]
-    except TrainingDiverged as error:  # reported by the loop (on_member_failed); an outcome here
+    except (TrainingDiverged, MemberStopped) as error:  # reported by the loop; an outcome here
         return [error]

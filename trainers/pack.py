@@ -20,6 +20,13 @@ against unpacked twins.  A member whose term becomes non-finite is reported fail
 masked out of the loss and the update; the others go on.  Checkpoints hold every
 member; each finished member gets the same artifacts (and an unpacked-format
 ``model.pt``) as an unpacked trial.
+
+At a rung (the reporter's ``estimates_wanted``) each running member is estimated
+(:func:`trainers.evaluation.estimate`) and the reporter names the members to stop
+(Pareto stopping, ``study.pareto_stopping``): those are cut out of the pack.  Every later
+step runs the network, the batch and the noise for the remaining members only (their
+parameters gathered from the stacked tensors, so gradients reach only their slices), and
+the pack's cost falls with its size; a pack whose members are all stopped ends.
 """
 
 from __future__ import annotations
@@ -38,10 +45,17 @@ from torch.func import functional_call, stack_module_state, vmap
 from trainers.checkpoint import CheckpointError, check_fit
 from trainers.config import TrainConfig
 from trainers.data import make_dataset
-from trainers.evaluation import finish_member
+from trainers.evaluation import estimate, finish_member
 from trainers.objectives import Objective
 from trainers.precision import resolve_precision
-from trainers.reporting import Reporter, TermAccumulator, TrainingDiverged, TrainResult, checkpoint_due
+from trainers.reporting import (
+    MemberStopped,
+    Reporter,
+    TermAccumulator,
+    TrainingDiverged,
+    TrainResult,
+    checkpoint_due,
+)
 from trainers.setup import make_run_objective, resolve_device, stream_seeds
 
 #: Fields every member of a pack shares (they differ in ``weights`` and ``seed``).
@@ -166,11 +180,11 @@ def train_pack(
     report: Reporter,
     resume: Mapping[str, Any] | None = None,
     output_dirs: Sequence[str | Path] | None = None,
-) -> list[TrainResult | TrainingDiverged]:
+) -> list[TrainResult | TrainingDiverged | MemberStopped]:
     """Train the members of ``configs`` together; see the module docstring.
 
-    Returns, per member, its held-out :class:`TrainResult` or the
-    :class:`TrainingDiverged` that failed it.
+    Returns, per member, its held-out :class:`TrainResult`, the :class:`TrainingDiverged`
+    that failed it or the :class:`MemberStopped` that cut it out at a rung.
     """
     configs = list(configs)
     for config in configs:
@@ -203,62 +217,88 @@ def train_pack(
     data_rngs = [torch.Generator().manual_seed(s["data"]) for s in seeds]
     noise_rngs = [torch.Generator(device=device).manual_seed(s["noise"]) for s in seeds]
     failed: dict[int, TrainingDiverged] = {}
+    stopped: dict[int, MemberStopped] = {}
     start = 0
     if resume is not None:
-        start, failed = _restore(resume, configs, params, optimizer, data_rngs, noise_rngs)
+        start, failed, stopped = _restore(resume, configs, params, optimizer, data_rngs, noise_rngs)
 
     forward = pack_forward
     if shared.compile:
         forward = torch.compile(pack_forward, fullgraph=False, dynamic=False)
     latent = (shared.batch_size, shared.latent_dim)
 
-    def next_batch() -> torch.Tensor:
-        factors = [data.sample_factors(shared.batch_size, rng) for rng in data_rngs]
+    def next_batch(members: Sequence[int]) -> torch.Tensor:
+        factors = [data.sample_factors(shared.batch_size, data_rngs[k]) for k in members]
         if data.deterministic_observations:
             # One render for the whole pack, on the device; the factor streams stay per member.
             x = data.observations(torch.cat(factors), device)
-            return x.reshape(size, shared.batch_size, *x.shape[1:])
-        return torch.stack([data.observations(f, device, rng) for f, rng in zip(factors, data_rngs, strict=True)])
+            return x.reshape(len(members), shared.batch_size, *x.shape[1:])
+        return torch.stack([data.observations(f, device, data_rngs[k]) for f, k in zip(factors, members, strict=True)])
 
     precision = resolve_precision(shared.precision, device)
     accumulator = TermAccumulator(size)
     alive = torch.tensor([k not in failed for k in range(size)], device=device)
+    # The members still trained: a member stopped at a rung is cut out of every step after it.
+    active = [k for k in range(size) if k not in stopped]
     began = time.perf_counter()
+    done = start
     for step in range(start, shared.steps):
-        x = next_batch()
-        eps = torch.stack([torch.randn(latent, generator=rng, device=device) for rng in noise_rngs])
-        step_weights = [o.weights_at(step) for o in objectives]
+        cut = len(active) < size
+        index = torch.tensor(active, device=device)
+        # Cut members are left out of the batch, the noise, the network and the loss: the pack's
+        # cost falls with them.  Their slices of the stacked tensors stay (zero gradients).
+        run_params = {name: value.index_select(0, index) for name, value in params.items()} if cut else params
+        x = next_batch(active)
+        eps = torch.stack([torch.randn(latent, generator=noise_rngs[k], device=device) for k in active])
+        step_weights = [objectives[k].weights_at(step) for k in active]
         weights = {
             name: torch.tensor([w[name] for w in step_weights], dtype=torch.float32, device=device)
             for name in step_weights[0]
         }
-        terms = forward(stacked, objective, params, x, eps, weights, precision)
+        terms = forward(stacked, objective, run_params, x, eps, weights, precision)
+        running = alive.index_select(0, index) if cut else alive
         optimizer.zero_grad(set_to_none=True)
-        torch.where(alive, terms["loss"], torch.zeros_like(terms["loss"])).sum().backward()
+        torch.where(running, terms["loss"], torch.zeros_like(terms["loss"])).sum().backward()
         if failed:
             # A failed member's NaNs stay in its own slice; keep them out of Adam's arithmetic too.
             for p in params.values():
                 p.grad = torch.where(alive.view(-1, *([1] * (p.dim() - 1))), p.grad, torch.zeros_like(p.grad))
         optimizer.step()
+        if cut:  # the accumulator keeps every member's place; a cut member's terms are zeros
+            zeros = torch.zeros(size, device=device)
+            terms = {n: zeros.index_copy(0, index, v.detach().float()) for n, v in terms.items()}
         accumulator.add(step, terms)
         done = step + 1
         if done % shared.log_every == 0 or done == shared.steps:
             means, diverged = accumulator.pop_members()
             for member, error in diverged.items():
-                if member not in failed:
+                if member not in failed and member not in stopped:
                     failed[member] = error
                     alive[member] = False
                     report.on_member_failed(member, error)
-            report.on_terms(done, [None if k in failed else means[k] for k in range(size)])
+            report.on_terms(done, [None if k in failed or k in stopped else means[k] for k in range(size)])
+        request = report.estimates_wanted(done) if done < shared.steps else None
+        if request is not None:
+            going = [k for k in active if k not in failed]
+            estimates = {
+                k: estimate(stacked.member(k, build), objectives[k], data, configs[k], device, request, done)
+                for k in going
+            }
+            for k in sorted(report.on_estimates(done, estimates) & set(going)):
+                stopped[k] = MemberStopped(done)
+            active = [k for k in range(size) if k not in stopped]
+            if all(k in failed for k in active):
+                break  # every member stopped or failed: nothing left to train
         if checkpoint_due(report, done, shared.checkpoint_every, shared.steps):
-            report.on_checkpoint(done, pack_state(done, configs, params, optimizer, data_rngs, noise_rngs, failed))
+            state = pack_state(done, configs, params, optimizer, data_rngs, noise_rngs, failed, stopped)
+            report.on_checkpoint(done, state)
     train_seconds = time.perf_counter() - began
-    images = (shared.steps - start) * shared.batch_size
+    images = (done - start) * shared.batch_size
 
-    outcomes: list[TrainResult | TrainingDiverged] = []
+    outcomes: list[TrainResult | TrainingDiverged | MemberStopped] = []
     for k, config in enumerate(configs):
-        if k in failed:
-            outcomes.append(failed[k])
+        if k in failed or k in stopped:
+            outcomes.append(failed[k] if k in failed else stopped[k])
             continue
         # The pack's wall time is every member's: each member trained at the pack's step rate.
         out = output_dirs[k] if output_dirs is not None else None
@@ -276,8 +316,10 @@ def pack_state(
     data_rngs: Sequence[torch.Generator],
     noise_rngs: Sequence[torch.Generator],
     failed: Mapping[int, TrainingDiverged],
+    stopped: Mapping[int, MemberStopped] | None = None,
 ) -> dict[str, Any]:
-    """Every member's training state (``weights_only``-loadable; tensors copied)."""
+    """Every member's training state (``weights_only``-loadable; tensors copied), with the
+    members that failed and those stopped at a rung (cut out of the pack)."""
     return {
         "step": step,
         "pack": json.dumps([c.to_dict() for c in configs], sort_keys=True),
@@ -286,6 +328,7 @@ def pack_state(
         "data_rngs": [g.get_state() for g in data_rngs],
         "noise_rngs": [g.get_state() for g in noise_rngs],
         "failed": json.dumps({str(k): [e.step, e.term] for k, e in failed.items()}),
+        "stopped": json.dumps({str(k): e.step for k, e in (stopped or {}).items()}),
     }
 
 
@@ -296,8 +339,8 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     data_rngs: Sequence[torch.Generator],
     noise_rngs: Sequence[torch.Generator],
-) -> tuple[int, dict[int, TrainingDiverged]]:
-    """Load ``state`` (from :func:`pack_state`) into the pack; its step and failed members.  A
+) -> tuple[int, dict[int, TrainingDiverged], dict[int, MemberStopped]]:
+    """Load ``state`` (from :func:`pack_state`) into the pack; its step, failed and stopped members.  A
     state that does not fit (:func:`~trainers.checkpoint.check_fit`, member by member) raises
     :class:`CheckpointError`."""
     try:
@@ -315,7 +358,9 @@ def _restore(
         for rng, saved_rng in zip(noise_rngs, state["noise_rngs"], strict=True):
             rng.set_state(saved_rng)
         failed = {int(k): TrainingDiverged(step, term) for k, (step, term) in json.loads(state["failed"]).items()}
-        return int(state["step"]), failed
+        # Checkpoints written before Pareto stopping have no stopped members.
+        stopped = {int(k): MemberStopped(step) for k, step in json.loads(state.get("stopped", "{}")).items()}
+        return int(state["step"]), failed, stopped
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         if isinstance(error, CheckpointError):
             raise

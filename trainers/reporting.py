@@ -25,6 +25,25 @@ class TrainingDiverged(RuntimeError):
         self.step, self.term = step, term
 
 
+class MemberStopped(RuntimeError):
+    """A member stopped early at a rung: its estimates ranked too low (the reporter decided)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"stopped early at step {step}")
+        self.step = step
+
+
+@dataclass(frozen=True)
+class EstimateRequest:
+    """What a reporter wants estimated at a rung (:func:`trainers.evaluation.estimate`): the
+    ``names`` of held-out terms and metric values, held-out terms on ``recon_points`` images,
+    metrics on ``metric_points`` points (their ``num_points`` option)."""
+
+    names: tuple[str, ...]
+    recon_points: int
+    metric_points: int
+
+
 @dataclass
 class TrainResult:
     """A member's end of training: its held-out terms and metrics, its files, its timings."""
@@ -54,6 +73,14 @@ class Reporter(Protocol):
         """A checkpoint now, off the ``checkpoint_every`` grid (a study being stopped asks for one)."""
         ...
 
+    def estimates_wanted(self, step: int) -> EstimateRequest | None:
+        """What to estimate of each member after ``step`` (None: nothing; a rung asks)."""
+        ...
+
+    def on_estimates(self, step: int, estimates: Mapping[int, Mapping[str, float]]) -> set[int]:
+        """Each running member's estimates at a rung; returns the members to stop there."""
+        ...
+
 
 class NullReporter:
     """Reports nowhere; for scripts and tests that only want the results."""
@@ -72,6 +99,12 @@ class NullReporter:
 
     def wants_checkpoint(self, step: int) -> bool:
         return False
+
+    def estimates_wanted(self, step: int) -> EstimateRequest | None:
+        return None
+
+    def on_estimates(self, step: int, estimates: Mapping[int, Mapping[str, float]]) -> set[int]:
+        return set()
 
 
 def checkpoint_due(report: Reporter, step: int, every: int, last: int) -> bool:

@@ -7,7 +7,9 @@ steps with a state that :func:`train` resumes from exactly (model, optimisers, s
 RNG streams), and, through :func:`~trainers.evaluation.finish_member`,
 ``on_member_end(0, result)``.  A non-finite term is reported with
 ``on_member_failed(0, error)`` and raised as :class:`~trainers.reporting.TrainingDiverged`
-naming the step and the term.
+naming the step and the term.  A reporter that asks for estimates at a rung
+(``estimates_wanted``) gets them (:func:`trainers.evaluation.estimate`) and may stop the run
+there: :class:`~trainers.reporting.MemberStopped` is raised.
 
 Variants whose terms are one forward pass can also train stacked, K at a time
 (:mod:`trainers.pack`); :func:`trainers.members.train_members` picks the loop.
@@ -27,9 +29,9 @@ import torch
 from trainers.checkpoint import CheckpointError, check_fit
 from trainers.config import TrainConfig
 from trainers.data import make_dataset
-from trainers.evaluation import finish_member
+from trainers.evaluation import estimate, finish_member
 from trainers.precision import resolve_precision
-from trainers.reporting import Reporter, TermAccumulator, TrainResult, checkpoint_due
+from trainers.reporting import MemberStopped, Reporter, TermAccumulator, TrainResult, checkpoint_due
 from trainers.setup import build, resolve_device, stream_seeds
 
 
@@ -79,6 +81,11 @@ def train(
                 report.on_member_failed(0, diverged[0])
                 raise diverged[0]
             report.on_terms(done, [means])
+        request = report.estimates_wanted(done) if done < config.steps else None
+        if request is not None:
+            values = estimate(model, objective, data, config, device, request, done)
+            if report.on_estimates(done, {0: values}):
+                raise MemberStopped(done)  # before the checkpoint: a stopped run has no state to resume
         if checkpoint_due(report, done, config.checkpoint_every, config.steps):
             report.on_checkpoint(done, training_state(done, config, model, optimizers, data_rng, noise_rng))
     train_seconds = time.perf_counter() - began
