@@ -14,6 +14,8 @@ Layout::
       study_run.json                the study's MLflow coordinates (paths relative to the folder)
       mlflow.db, mlartifacts/       the default MLflow store
       optuna.db                     the Optuna storage of ``search.storage: sqlite``
+      rungs.json                    Pareto stopping's rungs: each trial's estimates and decision at each
+                                    rung, in arrival order (``study.pareto_stopping``)
       results.parquet, history.parquet, pareto.png, report.html
       history.sources.json          the histories history.parquet was read from (size, mtime): a
                                     repeat export of unchanged histories skips rebuilding it
@@ -40,7 +42,7 @@ from trainers.outputs import MIG_NPZ, RECONSTRUCTIONS_PNG, TRAVERSAL_LATENTS_NPZ
 SPEC_YAML, SPEC_JSON, STUDY_RUN = "spec.yaml", "spec.json", "study_run.json"
 MLFLOW_DB, MLFLOW_ARTIFACTS, OPTUNA_DB = "mlflow.db", "mlartifacts", "optuna.db"
 RESULTS_PARQUET, HISTORY_PARQUET, HISTORY_SOURCES = "results.parquet", "history.parquet", "history.sources.json"
-PARETO_PNG, REPORT_HTML = "pareto.png", "report.html"
+PARETO_PNG, REPORT_HTML, RUNGS_JSON = "pareto.png", "report.html", "rungs.json"
 RAY_DIR, TRIALS_DIR, PACKS_DIR = "ray", "trials", "packs"
 LOCK_FILE, STOP_FILE, RUN_LOG, RAY_LOGS = "study.lock", "stop_requested", "run.log", "ray-logs"
 PLAN_FILE, META_FILE, HISTORY_JSONL, RESULT_FILE = "trial_config.json", "trial.json", "history.jsonl", "result.json"
@@ -99,6 +101,8 @@ class StudyFiles:
     #: The study's run log (what ``vae-study run`` printed) and a link to its local Ray's logs.
     run_log = property(lambda self: self.root / RUN_LOG)
     ray_logs = property(lambda self: self.root / RAY_LOGS)
+    #: Pareto stopping's rung state (``early_stopping: {kind: pareto}`` only).
+    rungs = property(lambda self: self.root / RUNGS_JSON)
 
     def trial(self, trial_id: str) -> TrialFiles:
         return TrialFiles(self.trials_dir / trial_id)

@@ -170,6 +170,11 @@ class TrialRecord:
     #: The Optuna trial number (None in a grid; records written before it existed lack it, and
     #: the export then reads it from the trial's plan).
     optuna_number: int | None = None
+    #: Pareto stopping: the rung a pruned trial was stopped at (0 is the first), and its
+    #: estimates at every rung it reached, by step (``{"600": {"recon": 80.1, "mig": 0.04}}``).
+    #: In result.json only: the parquet has the reason, and the rungs are in rungs.json.
+    rung: int | None = None
+    estimates: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.status = TrialStatus(self.status)
@@ -199,7 +204,11 @@ class TrialRecord:
 
 
 #: The scalar fields of a record, in order: the first columns of its row.
-_ROW_FIELDS = tuple(f.name for f in fields(TrialRecord) if f.name not in ("params", "terms", "metrics", "artifacts"))
+_ROW_FIELDS = tuple(
+    f.name
+    for f in fields(TrialRecord)
+    if f.name not in ("params", "terms", "metrics", "artifacts", "rung", "estimates")
+)
 
 
 class TrialFolder(TrialFiles):
@@ -319,6 +328,18 @@ class StudyFolder(StudyFiles):
     def run_dir(self, pack_id: str, size: int) -> Path:
         """Where a Ray trial keeps its checkpoint: its trial's folder for a pack of one, else ``packs/<id>``."""
         return self.trials_dir / pack_id if size == 1 else self.packs_dir / pack_id
+
+    def read_rungs(self) -> dict[str, Any] | None:
+        """Pareto stopping's rung state (``study.pareto_stopping.Rungs.to_json``); None: none yet."""
+        if not self.rungs.exists():
+            return None
+        data = read_json(self.rungs)
+        if not isinstance(data, dict) or "steps" not in data or "objectives" not in data:
+            raise RecordError(f"{self.rungs}: not a rung state (lacks steps or objectives)")
+        return data
+
+    def write_rungs(self, data: Mapping[str, Any]) -> None:
+        write_json_atomic(self.rungs, data)
 
     def read_spec(self) -> dict[str, Any]:
         if not self.spec_json.is_file():

@@ -142,7 +142,7 @@ class Decision:
         why = (
             f"dominated by {self.dominated_by} of {self.reached} trials"
             if self.dominated_by
-            else f"on the first front but more crowded than the {self.kept} kept of {self.reached} trials"
+            else f"on the front of {self.reached} trials but crowded"
         )
         return f"stopped at {where}: {why} (place {self.place}, the best {self.kept} go on)"
 

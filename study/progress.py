@@ -26,7 +26,7 @@ from ray import tune
 
 from study.folder import StudyFolder, TrialPlan, TrialRecord, TrialStatus
 from study.naming import trial_label
-from study.searchers import pack_plans
+from study.searchers import MEMBERS, pack_plans
 from study.spec import StudySpec
 
 #: The longest line the run log prints.
@@ -214,6 +214,17 @@ class RunLog(tune.Callback):
             self.emit(line, always=not line.startswith(_VERBS[TrialStatus.COMPLETED]))
         if ended:
             self.emit(self.header())
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        """A member of a pack stopped at a rung (Pareto stopping) is told at once; the pack trains on."""
+        plans = self.running.get(trial.trial_id, [])
+        # Tune hands callbacks the report as the pack made it (``members``) or flattened (``members/0/...``).
+        if len(plans) < 2 or not any(key == MEMBERS or key.startswith(MEMBERS + "/") for key in result):
+            return
+        for plan in plans:
+            line = self.outcome(plan)
+            if line:
+                self.emit(line, always=not line.startswith(_VERBS[TrialStatus.COMPLETED]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended(trial)

@@ -38,6 +38,7 @@ from study.interrupt import StudyInterrupt
 from study.naming import trial_label
 from study.preflight import PreflightError, check_before_ray, check_cluster
 from study.progress import RunLog
+from study.rung_keeper import start_keeper
 from study.searchers import PACK_ID, GridSource, OptunaSource, PackSearcher, optuna_study, pack_plans
 from study.space import grid_points, make_storage, storage_url
 from study.spec import SpecError, StudySpec
@@ -407,6 +408,7 @@ def launch(
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     init_ray(address, output=output)
     link_ray_logs(folder, address)
+    keeper = start_keeper(spec, folder)  # Pareto stopping's rungs, from rungs.json on a resume
     tuner = tune.Tuner(
         trainable,
         tune_config=tune_config,
@@ -428,6 +430,9 @@ def launch(
             # The second Ctrl+C or a crash of the driver: the trials' own records stand.
             close_study_run(study_run, [], {}, "KILLED")
             raise
+        finally:
+            if keeper is not None:
+                ray.kill(keeper)  # every decision is in rungs.json already
         interrupted = interrupt.requested.is_set()
         outcome = finish_study(spec, folder, study_run, "KILLED" if interrupted else "FINISHED")
     outcome.interrupted = interrupted

@@ -79,6 +79,20 @@ def member_outcome(status: TrialStatus, values: Mapping[str, float] | None) -> d
     return {"status": str(status), **(values or {})}
 
 
+def rung_attrs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A member stopped at a rung (Pareto stopping) as Optuna user attributes: ``rung_estimates``,
+    its estimates by step (``{"600": {"recon": 80.1, "mig": 0.04}}``; reported as ``<step>/<name>``).
+
+    Optuna refuses ``trial.report`` in multi-objective studies, so these stand in for the
+    intermediate values of a pruned trial."""
+    estimates: dict[str, dict[str, float]] = {}
+    for key, value in values.items():
+        step, _, name = str(key).partition("/")
+        if step.isdigit() and name:
+            estimates.setdefault(step, {})[name] = float(value)
+    return {"rung_estimates": estimates} if estimates else {}
+
+
 class Source(Protocol):
     def ask(self) -> dict[str, Any] | None:
         """The next member, or None when the source has no more."""
@@ -157,6 +171,7 @@ class OptunaSource:
         if not info:
             return
         state = OPTUNA_STATES[status]
+        attrs = rung_attrs(values) if state == TrialState.PRUNED and values else {}
         objective_values = None
         if state == TrialState.COMPLETE:
             if values is None or any(name not in values for name in self.objectives):
@@ -164,6 +179,7 @@ class OptunaSource:
             else:
                 objective_values = [float(values[name]) for name in self.objectives]
         if self.persistent or info.get("asked_by") == self.token:
+            self._set_attrs(int(info["number"]), attrs)
             # Telling a trial that already ended (told before a driver died) changes nothing.
             self.study.tell(info["number"], objective_values, state=state, skip_if_finished=True)
             self.running.pop(info["number"], None)
@@ -176,12 +192,24 @@ class OptunaSource:
             optuna.trial.create_trial(
                 state=state,
                 values=objective_values,
+                user_attrs=attrs,
                 params=info["params"],
                 distributions={
                     k: optuna.distributions.json_to_distribution(v) for k, v in info["distributions"].items()
                 },
             )
         )
+
+    def _set_attrs(self, number: int, attrs: Mapping[str, Any]) -> None:
+        """User attributes of a trial not yet told (a finished trial's are left as they are)."""
+        if not attrs:
+            return
+        storage = self.study._storage  # Optuna sets attributes of a trial by id; a Trial object may be gone
+        trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+        if storage.get_trial(trial_id).state.is_finished():
+            return
+        for key, value in attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
 
     def report(self, member: Mapping[str, Any], step: int, values: Mapping[str, float]) -> None:
         """The objective at a checkpoint, as Optuna's intermediate value (single-objective studies,

@@ -16,8 +16,16 @@ ended the checkpoints are removed: a finished trial keeps its final model
 How a member ends: completed (record written after evaluation), failed (a term
 became non-finite: record with the step and term; its pack mates go on), pruned (a
 scheduler stopped the pack: its MLflow run ends KILLED here, the driver writes the
-record with the reason) or error (the pack crashed: its run ends FAILED here, the
-driver writes the record after the retries).
+record with the reason; or Pareto stopping stopped the member at a rung: it is cut out
+of the pack, and its record, with the rung, its estimates and the reason, is written
+here) or error (the pack crashed: its run ends FAILED here, the driver writes the
+record after the retries).
+
+Pareto stopping (``early_stopping: {kind: pareto}``): at a rung the training loop
+estimates each running member (``trainers.evaluation.estimate``), and
+:meth:`PackReporter.on_estimates` asks the study's rung keeper (``study.rung_keeper``)
+for each member's decision, logs the estimates to the member's run (``rung/<name>``) and
+returns the members to stop.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
 from ray import tune
 
 from analysis.folder import CHECKPOINT_DIR, CHECKPOINT_META, CHECKPOINT_STATE
@@ -45,13 +54,14 @@ from study.folder import (
     write_json_atomic,
 )
 from study.naming import trial_label
+from study.rung_keeper import find_keeper, study_rungs
 from study.searchers import MEMBERS, member_outcome, pack_plans
 from study.spec import StudySpec
 from study.tracking import StudyRun, TrialTracker, dotted, find_trial_run
 from trainers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainers.config import TrainConfig
 from trainers.members import train_members
-from trainers.reporting import TrainingDiverged, TrainResult
+from trainers.reporting import EstimateRequest, TrainingDiverged, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +111,32 @@ class TrialContext:
         return StudySpec.model_validate(self.spec)
 
 
+#: Prefix of the rung estimates' MLflow keys (``rung/recon``).
+RUNG = "rung"
+
+
+@dataclass(frozen=True)
+class RungAsker:
+    """A pack's side of Pareto stopping: the rungs' steps, what to estimate there, the keeper to ask."""
+
+    steps: frozenset[int]
+    request: EstimateRequest
+    keeper: Any
+
+    @classmethod
+    def of(cls, spec: StudySpec, study_dir: str) -> RungAsker | None:
+        """The study's asker (None unless ``early_stopping: {kind: pareto}``)."""
+        stopping = spec.search.early_stopping
+        if stopping is None or not stopping.pareto:
+            return None
+        names = tuple(o.name for o in spec.objectives)
+        request = EstimateRequest(names, stopping.recon_points, stopping.metric_points)
+        return cls(frozenset(study_rungs(spec).steps), request, find_keeper(study_dir))
+
+    def decide(self, trial_id: str, step: int, values: Mapping[str, float]) -> dict[str, Any]:
+        return ray.get(self.keeper.decide.remote(trial_id, step, {k: float(v) for k, v in values.items()}))
+
+
 class PackReporter:
     """Bridges :func:`trainers.members.train_members` to each member's MLflow run and files, and to Tune."""
 
@@ -113,12 +149,14 @@ class PackReporter:
         objectives: Sequence[str],
         stop_file: Path | None = None,
         log_models: bool = False,
+        rungs: RungAsker | None = None,
     ) -> None:
         self.trackers, self.records, self.folders, self.run_dir = trackers, records, folders, run_dir
         self.objectives = list(objectives)
         self.last_terms: dict[str, float] = {}
         self.stop_file, self.stopping, self._next_look = stop_file, False, 0.0
         self.log_models = log_models
+        self.rungs = rungs
 
     def open_trackers(self) -> list[TrialTracker]:
         return [t for t, r in zip(self.trackers, self.records, strict=True) if t is not None and not r.status.ended]
@@ -180,6 +218,33 @@ class PackReporter:
             self._next_look = time.monotonic() + STOP_POLL_SECONDS
             self.stopping = self.stop_file.exists()
         return self.stopping
+
+    def estimates_wanted(self, step: int) -> EstimateRequest | None:
+        """At a rung of Pareto stopping (not while the study is being stopped: a resume decides)."""
+        if self.rungs is None or step not in self.rungs.steps or self.stopping:
+            return None
+        return self.rungs.request
+
+    def on_estimates(self, step: int, estimates: Mapping[int, Mapping[str, float]]) -> set[int]:
+        """Ask the rung keeper about each member; a stopped member's record (pruned, with its rung,
+        estimates and reason) is written and its run ends KILLED before the pack cuts it out."""
+        assert self.rungs is not None
+        stop = set()
+        for k, values in estimates.items():
+            record, tracker = self.records[k], self.trackers[k]
+            if record.status.ended or tracker is None:
+                stop.add(k)  # stopped here before a kill (its record stands), and trained again since
+                continue
+            answer = self.rungs.decide(record.trial_id, step, values)
+            record.estimates = answer["history"]
+            tracker.log_terms(step, {f"{RUNG}/{name}": value for name, value in values.items()})
+            if answer["go_on"]:
+                continue
+            record.status, record.failure_reason, record.rung = TrialStatus.PRUNED, answer["reason"], answer["rung"]
+            tracker.flush(step)
+            self._close(k, tracker, {"failure_reason": answer["reason"]})
+            stop.add(k)
+        return stop
 
     def on_checkpoint(self, step: int, state: dict[str, Any]) -> None:
         # A scheduler may stop the pack at this report: let its metrics reach MLflow first
@@ -284,7 +349,14 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         trackers.append(tracker)
         records.append(record)
     reporter = PackReporter(
-        trackers, records, members, run_dir, objectives, folder.stop_file, spec.tracking.log_models
+        trackers,
+        records,
+        members,
+        run_dir,
+        objectives,
+        folder.stop_file,
+        spec.tracking.log_models,
+        RungAsker.of(spec, context.study_dir),
     )
     try:
         train_from_checkpoints(train_configs, reporter, checkpoints, [m.artifacts for m in members])
@@ -325,14 +397,17 @@ def train_from_checkpoints(
 
 
 def ended_members(records: Sequence[TrialRecord]) -> dict[str, Any]:
-    """``{"members": {k: outcome}}`` for every member that has ended (read by ``study.searchers``)."""
-    return {
-        MEMBERS: {
-            str(k): member_outcome(r.status, r.values if r.status == TrialStatus.COMPLETED else None)
-            for k, r in enumerate(records)
-            if r.status.ended
-        }
-    }
+    """``{"members": {k: outcome}}`` for every member that has ended (read by ``study.searchers``):
+    a completed member's values, a member stopped at a rung its estimates (``<step>/<name>``)."""
+    return {MEMBERS: {str(k): member_outcome(r.status, _told(r)) for k, r in enumerate(records) if r.status.ended}}
+
+
+def _told(record: TrialRecord) -> dict[str, float] | None:
+    if record.status == TrialStatus.COMPLETED:
+        return record.values
+    if record.status == TrialStatus.PRUNED and record.estimates:
+        return {f"{step}/{name}": v for step, values in record.estimates.items() for name, v in values.items()}
+    return None
 
 
 def final_report(spec: StudySpec, records: Sequence[TrialRecord]) -> dict[str, Any]:

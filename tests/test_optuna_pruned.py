@@ -1,0 +1,53 @@
+"""The installed Optuna's multi-objective samplers take pruned trials (Pareto stopping's), and the
+searcher tells a member stopped at a rung PRUNED with its estimates as user attributes."""
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from study.folder import TrialStatus
+from study.searchers import OptunaSource, rung_attrs
+from study.space import make_sampler
+from study.spec import StudySpec
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_multi_objective_samplers_go_on_past_pruned_trials(tmp_path, make_spec, sampler):
+    spec = StudySpec.model_validate(make_spec(search={"sampler": sampler, "seed": 1}))
+    study = optuna.create_study(
+        study_name="mo", storage=f"sqlite:///{tmp_path / 'optuna.db'}", sampler=make_sampler(spec),
+        directions=["minimize", "maximize"],
+    )  # fmt: skip
+    for i in range(24):
+        trial = study.ask()
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1, log=False)
+        if i % 3 == 1:  # a third stopped at a rung: no values, estimates as attributes
+            trial.set_user_attr("rung_estimates", {"10": {"recon": x, "mig": y}})
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, [x + y, x * y])
+    trials = study.get_trials()
+    assert [t.state for t in trials].count(TrialState.PRUNED) == 8
+    assert all(t.state in (TrialState.PRUNED, TrialState.COMPLETE) for t in trials)
+    assert all(t.state == TrialState.COMPLETE for t in study.best_trials)  # the front ignores pruned trials
+    # Past its startup trials the sampler proposes differently from the random draws it started with.
+    assert len({round(t.params["x"], 6) for t in trials}) == 24
+
+
+def test_a_member_stopped_at_a_rung_reaches_optuna_pruned_with_its_estimates(tmp_path, make_spec):
+    spec = StudySpec.model_validate(make_spec())
+    study = optuna.create_study(
+        study_name="tiny", storage=f"sqlite:///{tmp_path / 'optuna.db'}", directions=["minimize", "maximize"]
+    )
+    source = OptunaSource(spec, study, budget=2, persistent=True)
+    stopped, finished = source.ask(), source.ask()
+    reported = {"10/recon": 80.5, "10/mig": 0.02, "30/recon": 70.0, "30/mig": 0.03}
+    assert rung_attrs(reported) == {
+        "rung_estimates": {"10": {"recon": 80.5, "mig": 0.02}, "30": {"recon": 70.0, "mig": 0.03}}
+    }
+    source.tell(stopped, TrialStatus.PRUNED, reported)
+    source.tell(finished, TrialStatus.COMPLETED, {"recon": 60.0, "mig": 0.1})
+    first, second = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'optuna.db'}").get_trials()
+    assert first.state == TrialState.PRUNED and first.values is None
+    assert first.user_attrs["rung_estimates"] == rung_attrs(reported)["rung_estimates"]
+    assert second.state == TrialState.COMPLETE and second.values == [60.0, 0.1]
