@@ -13,7 +13,8 @@ front trials, each latent's KL over training and the latent × factor mutual inf
 MIG is computed from, with MIG per factor (:mod:`analysis.learning`); the spread
 across seeds; variance explained (η²) where configurations were repeated with
 several seeds; per-variant distributions; rank correlations between metrics; and
-configurations ranked by UDR where seeds were replicated.
+configurations ranked by UDR where seeds were replicated; with Pareto stopping, the rungs
+(how many trials reached each, went on and were stopped there).
 
 Per-trial pictures are drawn for front trials only, so the page stays small and
 quick to write for any number of trials (10,000 trials: a few MB, a few seconds).
@@ -479,6 +480,46 @@ def _metrics(df: pd.DataFrame, names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*names, *[c for c in numeric if c not in names]]))
 
 
+def rungs_table(study_dir: Path) -> pd.DataFrame | None:
+    """Pareto stopping's rungs (``rungs.json``), one row per rung: its step, the trials that
+    reached it, went on and were stopped there (by id, in arrival order).  None: the study
+    stops nothing by Pareto rank (no such file)."""
+    path = StudyFiles(study_dir).rungs
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    rows = []
+    for rung, step in enumerate(state["steps"]):
+        arrived = state.get("rungs", {}).get(str(step), [])
+        stopped = [d["trial_id"] for d in arrived if not d["go_on"]]
+        rows.append(
+            {
+                "rung": rung,
+                "step": step,
+                "reached": len(arrived),
+                "went on": len(arrived) - len(stopped),
+                "stopped": len(stopped),
+                "stopped trials": " ".join(stopped),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def rungs_section(study_dir: Path) -> str:
+    """The rungs table with the rule in a sentence; empty without Pareto stopping."""
+    table = rungs_table(study_dir)
+    if table is None:
+        return ""
+    state = json.loads(StudyFiles(study_dir).rungs.read_text())
+    intro = (
+        f"<p>Pareto stopping (MOASHA, Schmucker et al. 2021): at each rung a trial went on only if it ranked in "
+        f"the best 1/η (η = {state['eta']:g}) of the trials that had reached the rung, by non-dominated front and "
+        f"then crowding distance (Deb et al. 2002), on cheap estimates of the objectives.  A stopped trial's "
+        f"reason and estimates are in its record.</p>"
+    )
+    return "<h2>Rungs</h2>" + intro + table.to_html(index=False)
+
+
 def report_html(df: pd.DataFrame, title: str, study_dir: str | Path | None = None) -> str:
     """The report page.
 
@@ -573,6 +614,8 @@ def report_html(df: pd.DataFrame, title: str, study_dir: str | Path | None = Non
             "<h2>UDR: configurations ranked without labels (Duan et al. 2020)</h2>"
             + udr_table(df, names).to_html(float_format="%.4g")
         )
+    if study_dir is not None:
+        parts.append(rungs_section(study_dir))
     parts.append("<h2>All trials</h2><p>Counts by status:</p>" + counts.rename("trials").to_frame().to_html())
     style = (
         "body{font-family:sans-serif;margin:2em;max-width:1200px} img{max-width:100%} table{border-collapse:collapse}"
