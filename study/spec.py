@@ -621,7 +621,7 @@ def check_spec(spec: StudySpec) -> None:
         problems.extend(_check_pareto_stopping(spec, stopping))
     elif stopping is not None:
         for name in ("recon_points", "metric_points"):
-            if name in stopping.model_fields_set:
+            if getattr(stopping, name) != EarlyStoppingSpec.model_fields[name].default:
                 problems.append(f"search.early_stopping.{name}: only with kind pareto")
         if spec.multi_objective:
             problems.append(
@@ -654,7 +654,8 @@ def _check_pareto_stopping(spec: StudySpec, stopping: EarlyStoppingSpec) -> list
     if not spec.multi_objective:
         problems.append(f"{where}.kind: pareto needs two objectives or more (this study has one; use asha or median)")
     for name in ("metric", "mode"):
-        if name in stopping.model_fields_set:
+        # Set to other than its default: a resolved spec (spec.json) holds every field at its default.
+        if getattr(stopping, name) != EarlyStoppingSpec.model_fields[name].default:
             problems.append(f"{where}.{name}: not with kind pareto (it ranks the study's objectives)")
     every = spec.training.checkpoint_every
     if not every:

@@ -74,6 +74,7 @@ def pareto_spec(make_spec, **stopping):
 def test_scheduler_is_still_read_as_kind():
     spec = StudySpec.model_validate(BASE)
     assert spec.search.early_stopping.kind == "asha" and spec.search.early_stopping.scheduler == "asha"
+    check_spec(StudySpec.model_validate(spec.model_dump(mode="json")))  # its resolved spec, as a resume reads it
     both = {**BASE["search"]["early_stopping"], "kind": "median"}
     with pytest.raises(ValueError, match="kind: give kind or its old name scheduler"):
         StudySpec.model_validate({**BASE, "search": {**BASE["search"], "early_stopping": both}})
@@ -82,6 +83,7 @@ def test_scheduler_is_still_read_as_kind():
 def test_pareto_stopping_takes_two_objectives_and_packs(make_spec):
     spec = StudySpec.model_validate(pareto_spec(make_spec, recon_points=32, metric_points=200))
     check_spec(spec)
+    check_spec(StudySpec.model_validate(spec.model_dump(mode="json")))  # the resolved spec a resume reads
     assert spec.search.early_stopping.pareto and spec.search.early_stopping.metric_points == 200
     packed = pareto_spec(make_spec)
     packed["training"]["pack_size"] = 2
@@ -92,7 +94,7 @@ def test_pareto_stopping_takes_two_objectives_and_packs(make_spec):
     ("change", "message"),
     [
         ({"objectives": [{"name": "recon", "mode": "min"}]}, r"search\.early_stopping\.kind: pareto needs two"),
-        ({"stopping": {"metric": "loss"}}, r"search\.early_stopping\.metric: not with kind pareto"),
+        ({"stopping": {"metric": "recon"}}, r"search\.early_stopping\.metric: not with kind pareto"),
         ({"stopping": {"grace_period": 15}}, r"search\.early_stopping\.grace_period: must be a multiple of .* \(10\)"),
         ({"stopping": {"grace_period": 40}}, r"search\.early_stopping\.grace_period: must be below training\.steps"),
         ({"stopping": {"kind": "asha", "metric_points": 100}}, r"metric_points: only with kind pareto"),
