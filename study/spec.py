@@ -268,8 +268,8 @@ class EarlyStoppingSpec(_Model):
     )  # fmt: skip
     reduction_factor: float = Field(
         3.0, gt=1, le=100,
-        description="η: each rung keeps the best 1/η of the trials that reached it (``pareto``: rungs at "
-        "``grace_period``·η^k steps, rounded to a checkpoint).",
+        description="ASHA's η (MOASHA's with ``pareto``): each rung keeps the best 1/η of the trials that reached "
+        "it (``pareto``: rungs at ``grace_period``·η^k steps, rounded to a checkpoint).",
     )  # fmt: skip
     recon_points: int = Field(
         256, ge=2, le=1_000_000,
