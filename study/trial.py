@@ -220,8 +220,9 @@ class PackReporter:
         return self.stopping
 
     def estimates_wanted(self, step: int) -> EstimateRequest | None:
-        """At a rung of Pareto stopping (not while the study is being stopped: a resume decides)."""
-        if self.rungs is None or step not in self.rungs.steps or self.stopping:
+        """At a rung of Pareto stopping.  Also while the study is being stopped: the checkpoint
+        of this step comes after the decision, and a resume goes on from past the rung."""
+        if self.rungs is None or step not in self.rungs.steps:
             return None
         return self.rungs.request
 
