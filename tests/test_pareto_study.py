@@ -76,10 +76,12 @@ def test_an_unpacked_study_stops_trials_at_rungs(cli):
 
 
 def test_a_packed_study_cuts_stopped_members_and_trains_the_others_on(cli):
-    _, study_dir = cli.study(pareto_study(pack_size=3))
+    proc, study_dir = cli.study(pareto_study(pack_size=3))
     df = load_results(study_dir)
     assert len(df) == 5 and set(df["pack_size"]) == {3, 2}
     check_every_stop_is_explained(study_dir, df)
+    for reason in df.loc[df["status"] == "pruned", "failure_reason"]:
+        assert reason[:60] in proc.stdout  # a member's stop is told too, at once or when its pack ends
     folder = StudyFolder(study_dir)
     last_step = {t: max(h["step"] for h in folder.trial(t).history() if h["split"] == "train") for t in df["trial_id"]}
     cut_and_went_on = [
