@@ -116,3 +116,21 @@ def test_rungs_survive_their_file():
     assert [d.trial_id for d in again.decisions[10]] == list("zyxw")  # arrival order kept through sorted keys
     assert again.to_json() == rungs.to_json()
     assert again.decide("z", 10, {}) == rungs.decisions[10][0]
+
+
+def test_the_report_counts_each_rung_from_the_folder(tmp_path):
+    from analysis.report import rungs_section, rungs_table
+    from study.folder import StudyFolder
+
+    assert rungs_table(tmp_path) is None and rungs_section(tmp_path) == ""  # no Pareto stopping: no section
+    rungs = Rungs([("recon", "min"), ("mig", "max")], [10, 30], eta=2)
+    for name, recon in zip("abc", (5, 9, 1), strict=True):
+        rungs.decide(name, 10, {"recon": recon, "mig": 0.1})
+    rungs.decide("a", 30, {"recon": 4, "mig": 0.1})
+    StudyFolder(tmp_path).write_rungs(rungs.to_json())
+    table = rungs_table(tmp_path)
+    assert table.to_dict("records") == [
+        {"rung": 0, "step": 10, "reached": 3, "went on": 2, "stopped": 1, "stopped trials": "b"},
+        {"rung": 1, "step": 30, "reached": 1, "went on": 1, "stopped": 0, "stopped trials": ""},
+    ]
+    assert "<h2>Rungs</h2>" in rungs_section(tmp_path) and "η = 2" in rungs_section(tmp_path)
