@@ -110,6 +110,8 @@ class RunLog(tune.Callback):
         self.front = Front([mode for _, mode in self.objectives])
         self.counts = dict.fromkeys(_VERBS, 0)
         self.counted: set[str] = set()
+        #: Members whose end was told while their pack trained on (Pareto stopping's cut members).
+        self.told_early: set[str] = set()
         for record in ended:
             self.count(record)
         self.ended_before = sum(self.counts.values())
@@ -133,7 +135,7 @@ class RunLog(tune.Callback):
     def header(self) -> str:
         done = sum(self.counts.values())
         failed = self.counts[TrialStatus.FAILED] + self.counts[TrialStatus.ERROR]
-        running = sum(len(members) for members in self.running.values())
+        running = sum(p.trial_id not in self.told_early for members in self.running.values() for p in members)
         text = f"[{done}/{self.total} done, {running} running, {failed} failed]"
         if len(self.objectives) > 1:
             text += f" front {len(self.front)}"
@@ -209,6 +211,7 @@ class RunLog(tune.Callback):
                 self.emit(f"stopped  {self.label(plan)} (resumable)")
                 continue
             if not line:
+                ended = ended or plan.trial_id in self.told_early
                 continue
             ended = True
             self.emit(line, always=not line.startswith(_VERBS[TrialStatus.COMPLETED]))
@@ -218,13 +221,21 @@ class RunLog(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         """A member of a pack stopped at a rung (Pareto stopping) is told at once; the pack trains on."""
         plans = self.running.get(trial.trial_id, [])
-        # Tune hands callbacks the report as the pack made it (``members``) or flattened (``members/0/...``).
-        if len(plans) < 2 or not any(key == MEMBERS or key.startswith(MEMBERS + "/") for key in result):
+        # The pack's last report is told with its end (on_trial_complete).  Tune hands callbacks the
+        # report as the pack made it (``members``) or flattened (``members/0/...``).
+        if len(plans) < 2 or result.get("final"):
             return
+        if not any(key == MEMBERS or key.startswith(MEMBERS + "/") for key in result):
+            return
+        told = False
         for plan in plans:
             line = self.outcome(plan)
             if line:
+                self.told_early.add(plan.trial_id)
                 self.emit(line, always=not line.startswith(_VERBS[TrialStatus.COMPLETED]))
+                told = True
+        if told:
+            self.emit(self.header())
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended(trial)

@@ -90,3 +90,25 @@ def test_a_resumed_packs_run_log_counts_each_trial_once(tmp_path):
     # Quiet: only the failure (no start line, no header).
     expected = "failed   t0004-beta_vae-beta=2-s0: term 'kl' became non-finite at step 3\n"
     assert quiet.getvalue().split(" ", 1)[1] == expected
+
+
+def test_a_pack_member_stopped_at_a_rung_is_told_at_once_and_counted_once(tmp_path):
+    spec = parse_spec(tiny_spec(training={"pack_size": 2}))
+    folder = StudyFolder(tmp_path)
+    out = io.StringIO()
+    log = RunLog(folder, spec, total=2, out=out)
+    point = {"variant": "beta_vae", "seed": 0, "beta.schedule": "constant", "beta.value": 2.0}
+    pack = SimpleNamespace(trial_id="ray-1", config={"pack_id": "p0000", "members": [
+        {"trial_id": "t0000", "point": point}, {"trial_id": "t0001", "point": {**point, "seed": 1}}]})  # fmt: skip
+    log.on_trial_start(0, [], pack)
+    reason = "stopped at rung 0 (step 10): dominated by 1 of 2 trials (place 2, the best 1 go on)"
+    folder.trial("t0001").create().write_record(_record("t0001", float("nan"), 0.0, TrialStatus.PRUNED, reason))
+    log.on_trial_result(0, [], pack, {"step": 10, "final": 0, "members": {"1": {"status": "pruned"}}})
+    folder.trial("t0000").create().write_record(_record("t0000", 80.0, 0.05))
+    log.on_trial_result(0, [], pack, {"step": 20, "final": 1, "members": {}})  # the end is told at completion
+    log.on_trial_complete(0, [], pack)
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines[1] == f"pruned   t0001-beta_vae-beta=2-s1: {reason}"
+    assert lines[2].startswith("[1/2 done, 1 running, 0 failed] front 0")  # its pack mate trains on
+    assert lines[3].startswith("finished t0000-beta_vae-beta=2-s0 in ")
+    assert lines[4].startswith("[2/2 done, 0 running, 0 failed] front 1") and len(lines) == 5
