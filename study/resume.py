@@ -39,10 +39,11 @@ from study.searchers import (
     GridSource,
     OptunaSource,
     PackSearcher,
+    make_storage,
     optuna_study,
     plan_member,
 )
-from study.space import grid_points, make_storage
+from study.space import grid_points
 from study.spec import SpecError, StudySpec, stored_spec
 from study.tracking import StudyRun, rebase_artifact_store
 

@@ -38,8 +38,17 @@ from study.interrupt import StudyInterrupt
 from study.naming import trial_label
 from study.preflight import PreflightError, check_before_ray, check_cluster
 from study.progress import RunLog
-from study.searchers import PACK_ID, GridSource, OptunaSource, PackSearcher, optuna_study, pack_plans
-from study.space import grid_points, make_storage, storage_url
+from study.searchers import (
+    PACK_ID,
+    GridSource,
+    OptunaSource,
+    PackSearcher,
+    make_storage,
+    optuna_study,
+    pack_plans,
+    storage_url,
+)
+from study.space import grid_points
 from study.spec import SpecError, StudySpec
 from study.tracking import (
     FAIL_FAST_HTTP_ENV,
