@@ -160,7 +160,7 @@ def run_product(name: str, spec: dict, steps: int, lr: float, seed: int, probe_e
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         result = train(config, recorder, output_dir=out)
-        model = load_model(Path(out) / "model.pt")
+        model = load_model(result.artifacts["checkpoint"])
         recorder.probes.append({"step": steps, **probe(model.representation, model.posterior, data)})
     return {
         "name": name,
