@@ -188,6 +188,4 @@ def _resume(
         return finish_study(spec, folder, study_run, "FINISHED")
     total = len(ended) + len(interrupted) + budget
     run_log = RunLog(folder, spec, total, [record for _, record in ended], every=output.every, quiet=output.quiet)
-    return launch(
-        spec, folder, study_run, searcher, len(queued) + budget, address, _next_experiment(), run_log, output
-    )
+    return launch(spec, folder, study_run, searcher, len(queued) + budget, address, _next_experiment(), run_log, output)

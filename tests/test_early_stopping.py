@@ -1,6 +1,5 @@
 """ASHA early stopping of a single-objective Optuna study, on a real local Ray."""
 
-
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
