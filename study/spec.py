@@ -208,8 +208,10 @@ class EvaluationSpec(EvalConfig):
 class ObjectiveSpec(_Model):
     """An objective of the search: a held-out term or metric, minimised or maximised."""
 
-    name: str = Field(description="A held-out term every variant reports (``recon``, ``kl``, ...) or a value of a "
-                      "metric in ``evaluation.metrics`` (``mig``, ...).")
+    name: str = Field(
+        description="A held-out term every variant reports (``recon``, ``kl``, ...) or a value of a "
+        "metric in ``evaluation.metrics`` (``mig``, ...)."
+    )
     mode: Literal["min", "max"] = Field(description="Minimise or maximise it.")
     reference: float | None = Field(
         None,

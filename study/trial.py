@@ -283,9 +283,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         tracker, record = open_member_tracking(context, plan, name, train_config, member, run_id)
         trackers.append(tracker)
         records.append(record)
-    reporter = PackReporter(
-        trackers, records, members, run_dir, objectives, folder.stop_file, spec.tracking.log_models
-    )
+    reporter = PackReporter(trackers, records, members, run_dir, objectives, folder.stop_file, spec.tracking.log_models)
     try:
         train_from_checkpoints(train_configs, reporter, checkpoints, [m.artifacts for m in members])
     except StudyStopping as stop:
