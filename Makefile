@@ -39,6 +39,7 @@ test: install lint docs
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The docs site into build/site (a few seconds); --strict fails on a broken link or a reference
 # page docs/gen_reference.py cannot generate from the code.

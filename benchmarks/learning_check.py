@@ -160,7 +160,7 @@ def run_product(name: str, spec: dict, steps: int, lr: float, seed: int, probe_e
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         result = train(config, recorder, output_dir=out)
-        model = load_model(Path(out) / "model.pt")
+        model = load_model(result.artifacts["checkpoint"])
         recorder.probes.append({"step": steps, **probe(model.representation, model.posterior, data)})
     return {
         "name": name,
@@ -417,8 +417,11 @@ def main() -> None:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         runs = []
         for run in pool.map(run_one, jobs):
-            print(f"{run['name']} seed {run['seed']}: recon {run['final']['recon']:.1f} kl {run['final']['kl']:.2f} "
-                  f"mig {run['metrics']['mig']:.3f} ({run['wall_s']:.0f} s)", flush=True)
+            print(
+                f"{run['name']} seed {run['seed']}: recon {run['final']['recon']:.1f} kl {run['final']['kl']:.2f} "
+                f"mig {run['metrics']['mig']:.3f} ({run['wall_s']:.0f} s)",
+                flush=True,
+            )
             runs.append(run)
     write_outputs(runs, args.out, args, collapse, time.perf_counter() - began)
     print((args.out / "table.md").read_text())

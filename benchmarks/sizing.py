@@ -87,13 +87,14 @@ def optuna_rows_per_trial(trials: int = 20) -> dict[str, float]:
     import optuna
     import sqlalchemy
 
+    from study.folder import StudyFolder
     from study.space import DefineByRun
     from study.spec import load_spec
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_spec(ROOT / "examples" / "default.yaml")
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/optuna.db"
+        url = f"sqlite:///{StudyFolder(Path(tmp)).optuna_db}"
         study = optuna.create_study(storage=url, directions=["minimize", "maximize"])
         space = DefineByRun(spec)
         for _ in range(trials):

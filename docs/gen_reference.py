@@ -408,8 +408,7 @@ def cli_page() -> str:
         parsers = command_parsers()
         lines = [
             GENERATED_NOTE + "# Command line\n",
-            "`vae-study --help` and each command's, as the installed command prints them (from "
-            "`study/cli.py`).\n",
+            "`vae-study --help` and each command's, as the installed command prints them (from `study/cli.py`).\n",
             "```text\n" + parsers[""].format_help() + "```\n",
         ]
         for name, parser in parsers.items():

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from study.spec import StudySpec
 
 
-
 class ExitCode(IntEnum):
     """What ``vae-study`` exits with (see the module docstring)."""
 
@@ -39,7 +38,6 @@ class ExitCode(IntEnum):
     TRIALS_ERRORED = 1
     BAD_INPUT = 2
     INTERRUPTED = 130
-
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -103,8 +101,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "Stop a submitted study as Ctrl+C would: running trials checkpoint, the study's MLflow run ends KILLED, "
         "and the job ends STOPPED; 'vae-study submit --resume DIR' goes on with it.  Exit 1 if the job still "
         "runs after the wait.",
-        "vae-study stop locatello-gpu\n"
-        "vae-study stop locatello-gpu-20261202-111448 --no-wait",
+        "vae-study stop locatello-gpu\nvae-study stop locatello-gpu-20261202-111448 --no-wait",
     ),
     "validate": (
         "check a spec and print it resolved",

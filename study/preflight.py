@@ -28,7 +28,6 @@ from mlflow.tracking import MlflowClient
 
 from study.errors import PreflightError
 from study.folder import StudyFolder
-from study.space import storage_url
 from study.spec import StudySpec
 
 #: Seconds a storage or tracking server has to answer.
@@ -134,6 +133,8 @@ def _redacted(url: str) -> str:
 
 def check_storage(spec: StudySpec, folder: StudyFolder) -> None:
     """``search.storage`` connects, and an Optuna schema already there is one this Optuna reads."""
+    from study.searchers import storage_url  # Ray Tune loads here, not where `submit` checks a cluster
+
     url = storage_url(spec, folder.root)
     if url is None or spec.search.storage == "sqlite":
         return  # in memory, or optuna.db inside the study folder (checked with the folder)

@@ -28,21 +28,23 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
+from study.cluster import connect, ray_address
 from study.folder import StudyFolder, StudyLock, TrialPlan, TrialRecord
 from study.naming import next_number
 from study.preflight import check_before_ray, check_storage, check_study_dir, check_tracking
 from study.progress import RunLog
-from study.runner import Output, StudyOutcome, connect, finish_study, launch, ray_address
+from study.runner import Output, StudyOutcome, finish_study, launch
 from study.searchers import (
     MEMBERS,
     PACK_ID,
     GridSource,
     OptunaSource,
     PackSearcher,
+    make_storage,
     optuna_study,
     plan_member,
 )
-from study.space import grid_points, make_storage
+from study.space import grid_points
 from study.spec import SpecError, StudySpec, stored_spec
 from study.tracking import StudyRun, rebase_artifact_store
 
@@ -92,6 +94,7 @@ def resume_study(
 ) -> StudyOutcome:
     """See the module docstring.  Claims the folder first (``take_over``: from a run that died);
     then every trial file is read and the preflight passes before anything changes."""
+    output = output or Output()
     folder = StudyFolder(study_dir.resolve())
     spec = stored_spec(folder.read_spec(), str(folder.spec_json))
     if not folder.study_run.is_file():
@@ -104,14 +107,14 @@ def resume_study(
         grid = remaining_grid(spec, ended, interrupted) if spec.search.mode == "grid" else None
         if queued or new_trial_budget(spec, ended, interrupted, grid):
             check_before_ray(spec, folder, ray_address(address) is None, "STUDY_DIR")
-            connect(spec, address, dashboard, output)
+            connect(spec, address, dashboard, output.verbose)
         else:  # nothing left to train: no Ray and no device, only the records and their stores
             check_study_dir(folder, "STUDY_DIR")
             check_storage(spec, folder)
             check_tracking(spec)
         folder.stop_file.unlink(missing_ok=True)  # left by the Ctrl+C that stopped it
         rebase_artifact_store(study_run, folder)
-        return _resume(spec, folder, study_run, ended, interrupted, queued, grid, address, output or Output())
+        return _resume(spec, folder, study_run, ended, interrupted, queued, grid, address, output)
 
 
 def remaining_grid(
@@ -185,6 +188,4 @@ def _resume(
         return finish_study(spec, folder, study_run, "FINISHED")
     total = len(ended) + len(interrupted) + budget
     run_log = RunLog(folder, spec, total, [record for _, record in ended], every=output.every, quiet=output.quiet)
-    return launch(
-        spec, folder, study_run, searcher, len(queued) + budget, address, _next_experiment(), run_log, output
-    )
+    return launch(spec, folder, study_run, searcher, len(queued) + budget, address, _next_experiment(), run_log, output)

@@ -4,7 +4,8 @@ Every Ray trial trains a pack of members (``study.trial``); the searcher asks a 
 or an Optuna study for the members and tells Optuna each member's outcome.
 Multi-objective search lives only in Optuna under Tune's FIFO scheduling: Tune's
 schedulers take one metric, and a trial they stopped early reaches Optuna as
-PRUNED, never COMPLETE, so it cannot corrupt the front.
+PRUNED, never COMPLETE, so it cannot corrupt the front.  Ray itself (starting or
+joining it, and the environment its trial processes get) is :mod:`study.cluster`'s.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,6 @@ import ray
 import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
-from ray._private import ray_constants
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
 from ray.tune.search import ConcurrencyLimiter
 
@@ -32,18 +31,27 @@ from analysis.pareto import hypervolume_of
 from analysis.plots import plot_pareto
 from analysis.report import write_report
 from analysis.results import load_results
+from study.cluster import connect, init_ray, link_ray_logs, ray_address
 from study.export import export_results
 from study.folder import FolderInUse, StudyFolder, StudyLock, TrialRecord, TrialStatus
 from study.interrupt import StudyInterrupt
 from study.naming import trial_label
-from study.preflight import PreflightError, check_before_ray, check_cluster
+from study.preflight import check_before_ray
 from study.progress import RunLog
 from study.rung_keeper import start_keeper
-from study.searchers import PACK_ID, GridSource, OptunaSource, PackSearcher, optuna_study, pack_plans
-from study.space import grid_points, make_storage, storage_url
+from study.searchers import (
+    PACK_ID,
+    GridSource,
+    OptunaSource,
+    PackSearcher,
+    make_storage,
+    optuna_study,
+    pack_plans,
+    storage_url,
+)
+from study.space import grid_points
 from study.spec import SpecError, StudySpec
 from study.tracking import (
-    FAIL_FAST_HTTP_ENV,
     StudyRun,
     close_study_run,
     default_tracking_uri,
@@ -54,15 +62,6 @@ from study.tracking import (
 from study.trial import TrialContext, flat_weights, run_trial
 
 log = logging.getLogger(__name__)
-
-#: Keeps glibc from handing activation memory back to the OS after every step
-#: (1.4–2× CPU training speed measured on 2-core hosts); set before workers start.
-WORKER_ENV = {
-    "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296",
-    **FAIL_FAST_HTTP_ENV,
-}
-#: Ray's switch for single-machine hosts: nodes use the loopback address (see init_ray).
-LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 class StudyDirError(SpecError):
@@ -187,88 +186,6 @@ def refuse_used_study_dir(folder: StudyFolder, claimed: bool = False) -> None:
         )
 
 
-#: What trials need from the driver's environment to reach cloud storage and a
-#: password-protected tracking server; it travels in the runtime_env, not the shell.
-FORWARDED_ENV = (
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
-    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
-)  # fmt: skip
-
-
-_CLUSTER_DEFAULT = ray_constants.ENABLE_RAY_CLUSTER
-
-
-def ray_address(address: str | None) -> str | None:
-    """The cluster to connect to: ``--address``, else ``RAY_ADDRESS`` (None: a local Ray)."""
-    return address or os.environ.get("RAY_ADDRESS") or None
-
-
-def init_ray(address: str | None, dashboard: bool = False, output: Output | None = None) -> None:
-    """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray in-process.
-
-    A local Ray is closed to the network: its node address is the loopback, so the GCS,
-    raylet, driver and workers listen on 127.0.0.1 only (Ray's own single-machine mode,
-    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), every connection needs Ray's token (a new
-    local Ray's default unless ``RAY_AUTH_MODE`` says otherwise; the token is generated
-    into ``~/.ray/auth_token``), and the dashboard
-    runs only with ``dashboard`` (on 127.0.0.1:8265, behind the same token).  A cluster
-    given by address keeps its own settings.
-    """
-    if ray.is_initialized():
-        return
-    address = ray_address(address)
-    env = {**WORKER_ENV, **{k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}}
-    # A driver started as a Ray Job (vae-study submit) already has the job's runtime_env, which
-    # Ray merges with this one and refuses if both set a variable: the job's values stand.
-    env = {k: v for k, v in env.items() if k not in _job_env_vars()}
-    verbose = output is not None and output.verbose
-    options: dict[str, Any] = {
-        "runtime_env": {"env_vars": env},
-        "logging_level": logging.INFO if verbose else logging.ERROR,
-        # The trials' own output stays in Ray's logs (linked from the study folder) unless --verbose.
-        "log_to_driver": verbose,
-    }
-    if not verbose:
-        for name in ("ray", "ray.tune", "ray.train", "mlflow"):
-            logging.getLogger(name).setLevel(logging.ERROR if name.startswith("ray") else logging.WARNING)
-    if not address:
-        os.environ[LOOPBACK_ENV] = "0"  # inherited by the GCS, raylet and workers this driver starts
-        ray_constants.ENABLE_RAY_CLUSTER = False  # the constant was read when ray was imported
-        options["include_dashboard"] = dashboard
-    else:
-        ray_constants.ENABLE_RAY_CLUSTER = _CLUSTER_DEFAULT
-    try:
-        ray.init(address=address, **options)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        if not address:
-            raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PreflightError(f"--address: cannot connect to the Ray cluster at {address} ({first})") from None
-
-
-def _job_env_vars() -> dict[str, str]:
-    """The environment variables of the Ray Job this driver runs as (empty outside a job)."""
-    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
-
-    config = os.environ.get(RAY_JOB_CONFIG_JSON_ENV_VAR)
-    if not config:
-        return {}
-    return (json.loads(config).get("runtime_env") or {}).get("env_vars") or {}
-
-
-def link_ray_logs(folder: StudyFolder, address: str | None) -> None:
-    """``ray-logs`` in the study folder: a link to the local Ray's logs (the trials' own output,
-    Ray's components), which the run log leaves out.  A cluster keeps its logs on its nodes."""
-    if ray_address(address) is not None:
-        return
-    try:
-        logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())
-        folder.ray_logs.unlink(missing_ok=True)
-        folder.ray_logs.symlink_to(logs, target_is_directory=True)
-    except (AttributeError, OSError) as error:
-        log.info("no link to Ray's logs: %s", error)
-
-
 def storage_options(spec: StudySpec, study_dir: Path) -> dict[str, Any]:
     """``storage_path`` (and ``storage_filesystem``) for Tune's RunConfig."""
     path = spec.storage.path
@@ -285,14 +202,6 @@ def storage_options(spec: StudySpec, study_dir: Path) -> dict[str, Any]:
     return {"storage_path": path}
 
 
-def connect(spec: StudySpec, address: str | None, dashboard: bool, output: Output | None = None) -> None:
-    """The last of the preflight (``study.preflight``): connect to Ray, then check the cluster."""
-    init_ray(address, dashboard, output)
-    note = check_cluster(spec)
-    if note:
-        print(f"note: {note}", file=sys.stderr)
-
-
 def run_study(
     spec: StudySpec,
     study_dir: Path,
@@ -306,6 +215,7 @@ def run_study(
 
     Checks everything it can before writing (``study.preflight``), then claims the folder
     (``study.lock``) for as long as it runs.  Raises ``KeyboardInterrupt`` on a second Ctrl+C."""
+    output = output or Output()
     folder = StudyFolder(study_dir.resolve())
     check_before_ray(spec, folder, ray_address(address) is None, "--study-dir")
     refuse_used_study_dir(folder)
@@ -314,11 +224,11 @@ def run_study(
     try:
         refuse_used_study_dir(folder, claimed=True)  # another run may have used it since the first check
         try:
-            connect(spec, address, dashboard, output)
+            connect(spec, address, dashboard, output.verbose)
         except BaseException:
             lock.withdraw()  # refused: leave nothing behind
             raise
-        return _start_study(spec, folder, address, spec_text, output or Output())
+        return _start_study(spec, folder, address, spec_text, output)
     finally:
         lock.release()
 
@@ -406,7 +316,7 @@ def launch(
     if not output.verbose:
         # Tune's newer console output prints its configuration box even at verbose=0; the older one is silent.
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    init_ray(address, output=output)
+    init_ray(address, verbose=output.verbose)
     link_ray_logs(folder, address)
     keeper = start_keeper(spec, folder)  # Pareto stopping's rungs, from rungs.json on a resume
     tuner = tune.Tuner(

@@ -15,7 +15,11 @@ for members, ``size`` at a time and one variant per pack, and tells the source e
 member's outcome from the pack's reports (``members/<k>/status`` and values, which
 Tune flattens from the ``members`` mapping a pack reports), not from files.  Sources:
 :class:`GridSource` (a list of points) and :class:`OptunaSource` (an Optuna study
-asked with the spec's define-by-run space).  Each has ``get_state``/``set_state``.
+asked with the spec's define-by-run space, :mod:`study.space`).  Each has
+``get_state``/``set_state``.
+
+The Optuna study itself is made here too: :func:`optuna_study` with the spec's sampler
+(:func:`make_sampler`) in its storage (:func:`storage_url`, :func:`make_storage`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pickle
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
@@ -31,9 +36,9 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from study import naming
-from study.folder import TrialPlan, TrialStatus, member_id
+from study.folder import StudyFolder, TrialPlan, TrialStatus, member_id
 from study.interrupt import StopSwitch
-from study.space import DefineByRun, make_sampler, strip_variant_prefix
+from study.space import DefineByRun, strip_variant_prefix
 from study.spec import StudySpec
 
 #: Keys of a pack's config (the Ray trial's config).
@@ -381,3 +386,28 @@ def optuna_study(spec: StudySpec, storage: optuna.storages.BaseStorage | None, s
         directions=["minimize" if o.mode == "min" else "maximize" for o in spec.objectives],
         load_if_exists=True,
     )
+
+
+def storage_url(spec: StudySpec, study_dir: Path) -> str | None:
+    """The Optuna storage URL of a study (None: in memory)."""
+    if spec.search.storage == "sqlite":
+        return f"sqlite:///{StudyFolder(study_dir).optuna_db.resolve()}"
+    if spec.search.storage == "memory":
+        return None
+    return spec.search.storage
+
+
+def make_storage(spec: StudySpec, study_dir: Path) -> optuna.storages.BaseStorage | None:
+    url = storage_url(spec, study_dir)
+    return None if url is None else optuna.storages.RDBStorage(url)
+
+
+def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler; ``seed_offset`` (trials already run, on resume) keeps a
+    restarted sampler from suggesting the same sequence again."""
+    seed = None if spec.search.seed is None else spec.search.seed + seed_offset
+    if spec.search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if spec.search.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)

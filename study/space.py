@@ -1,14 +1,18 @@
-"""The spec's search space: an Optuna define-by-run function, or a grid.
+"""The spec's search space: what a trial's point may be, as an Optuna define-by-run function or a grid.
 
-Optuna mode: the variant is sampled first (categorical, when the study names
-several), then for each of its weights the schedule family (when several are
-named) or one of the listed ``choices``, and then only that family's parameters,
-so Optuna never sees a parameter of a family the trial did not choose.  Weights
-and capacities are sampled uniformly or log-uniformly as their range says; step
-counts as integers.  Parameter names are ``<weight>.<param>`` (``beta.schedule``,
-``beta.end``): the same names reach MLflow params and the results parquet.  When
-several variants share a weight name, Optuna sees it as ``<variant>:<weight>.<param>``
-(each variant's ranges are its own); the trial's config drops the prefix.
+This module declares the space only; :mod:`study.searchers` owns the searching (the
+Optuna study, its sampler and storage, and the Tune searcher that asks it).
+
+Optuna mode (:class:`DefineByRun`, called by :class:`study.searchers.OptunaSource`):
+the variant is sampled first (categorical, when the study names several), then for
+each of its weights the schedule family (when several are named) or one of the
+listed ``choices``, and then only that family's parameters, so Optuna never sees a
+parameter of a family the trial did not choose.  Weights and capacities are sampled
+uniformly or log-uniformly as their range says; step counts as integers.  Parameter
+names are ``<weight>.<param>`` (``beta.schedule``, ``beta.end``): the same names
+reach MLflow params and the results parquet.  When several variants share a weight
+name, Optuna sees it as ``<variant>:<weight>.<param>`` (each variant's ranges are
+its own); the trial's config drops the prefix.
 
 Grid mode (Locatello et al. 2019): every variant × every combination of its
 weights' choices × every seed, one trial each.
@@ -17,14 +21,13 @@ weights' choices × every seed, one trial each.
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-
-from study.folder import StudyFolder
 from study.spec import Range, StudySpec, WeightSpec
 from trainers.schedules import FAMILIES, Schedule
+
+if TYPE_CHECKING:
+    import optuna
 
 VARIANT_SEPARATOR = ":"
 
@@ -39,12 +42,14 @@ def _flatten(name: str, schedule: Schedule) -> dict[str, Any]:
 
 
 class DefineByRun:
-    """The function Tune's ``OptunaSearch(space=...)`` calls once per trial.
+    """The define-by-run function :class:`study.searchers.OptunaSource` calls once per Optuna trial it asks.
 
-    It returns the fixed values (the variant, a family named alone, fixed
-    parameters, a chosen schedule, the seed) so the trial's config is complete;
-    seeds cycle through ``spec.seeds`` by trial number.  A class rather than a
-    closure: Tune pickles the searcher with it.
+    It suggests the searched parameters on the trial (Optuna records their
+    distributions) and returns the fixed values (the variant, a family named alone,
+    fixed parameters, a chosen schedule, the seed), so that the trial's params and
+    these make the member's whole point; seeds cycle through ``spec.seeds`` by trial
+    number.  A class rather than a closure: Tune pickles the searcher (``tuner.pkl``)
+    and this with it.
     """
 
     def __init__(self, spec: StudySpec) -> None:
@@ -107,28 +112,3 @@ def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
                     point.update(part)
                 points.append(point)
     return points
-
-
-def storage_url(spec: StudySpec, study_dir: Path) -> str | None:
-    """The Optuna storage URL of a study (None: in memory)."""
-    if spec.search.storage == "sqlite":
-        return f"sqlite:///{StudyFolder(study_dir).optuna_db.resolve()}"
-    if spec.search.storage == "memory":
-        return None
-    return spec.search.storage
-
-
-def make_storage(spec: StudySpec, study_dir: Path) -> optuna.storages.BaseStorage | None:
-    url = storage_url(spec, study_dir)
-    return None if url is None else optuna.storages.RDBStorage(url)
-
-
-def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The spec's sampler; ``seed_offset`` (trials already run, on resume) keeps a
-    restarted sampler from suggesting the same sequence again."""
-    seed = None if spec.search.seed is None else spec.search.seed + seed_offset
-    if spec.search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if spec.search.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)

@@ -253,6 +253,7 @@ def find_trial_run(study: StudyRun, trial_id: str) -> str | None:
 #: (minutes); the tracker retries itself and must see failures quickly.
 FAIL_FAST_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
+
 @dataclass(frozen=True)
 class Operation:
     """One tracking call (:data:`OPERATION_KINDS`)."""

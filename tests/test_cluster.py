@@ -18,6 +18,7 @@ from study.folder import StudyFolder, checkpoint_dir, checkpoint_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
 
+
 @pytest.fixture()
 def cluster(tmp_path):
     cluster = LoopbackCluster(tmp_path)

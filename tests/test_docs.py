@@ -3,8 +3,8 @@ validates, every command they show parses, and every command explains its argume
 
 The reference pages are generated from the code by ``docs/gen_reference.py`` at each
 ``mkdocs build --strict`` (run by ``make test``); these tests check what the generator cannot:
-the hand-written pages, the README, the benchmarks' provenance lines and the stale claims of
-issue 26.  All of them run in seconds: nothing here starts Ray or trains.
+the hand-written pages, the README, the benchmarks' provenance lines and claims the code
+contradicts.  All of them run in seconds: nothing here starts Ray or trains.
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def test_every_benchmark_table_says_where_it_comes_from():
     assert "→" not in text and " earlier" not in text  # figures' history is CHANGELOG.md's
 
 
-def test_the_stale_claims_of_issue_26_stay_fixed():
+def test_the_docs_make_no_claim_the_code_contradicts():
     pages = {page.relative_to(ROOT).as_posix(): " ".join(page.read_text().split()) for page in PAGES}
     everything = "\n".join(pages.values())
     # the submit transcript names the study by the spec's name, so logs/stop find it
@@ -246,7 +246,7 @@ def test_the_stale_claims_of_issue_26_stay_fixed():
         if args[0] in ("logs", "stop") and not args[1].startswith("JOB"):
             assert args[1].startswith(cluster_spec.name), args
     assert "12600 trials" not in everything and "TORCH='torch" not in everything
-    # stopped trials reach Optuna PRUNED (study/runner.py), never as complete
+    # stopped trials reach Optuna PRUNED (study/searchers.py), never as complete
     assert "would reach Optuna as complete" not in everything
     assert "PRUNED in Optuna" in pages["docs/how-to/write-a-spec.md"]
     # checkpoint_every: 0 means no periodic checkpoint: the docs must not promise otherwise

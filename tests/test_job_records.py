@@ -11,8 +11,9 @@ from study.jobs import STOP_WAIT_SECONDS, StudyJob, dashboard_address, jobs_tabl
 
 def _job(**changes) -> StudyJob:
     fields = dict(job_id="slow-20261202-111448", study="slow", study_dir="/mnt/studies/slow", state="RUNNING",
-                  exit_code=None, done=3, total=40, started=datetime(2026, 12, 2, 11, 14), user="alice", message="")
-    return StudyJob(**{**fields, **changes})  # fmt: skip
+                  exit_code=None, done=3, total=40, started=datetime(2026, 12, 2, 11, 14),
+                  user="alice", message="")  # fmt: skip
+    return StudyJob(**{**fields, **changes})
 
 
 def test_ray_waits_for_the_trials_grace_before_it_kills_a_stopped_driver():

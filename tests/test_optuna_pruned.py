@@ -6,8 +6,7 @@ import pytest
 from optuna.trial import TrialState
 
 from study.folder import TrialStatus
-from study.searchers import OptunaSource, rung_attrs
-from study.space import make_sampler
+from study.searchers import OptunaSource, make_sampler, rung_attrs
 from study.spec import StudySpec
 
 

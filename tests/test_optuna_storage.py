@@ -6,8 +6,7 @@ import optuna
 import pytest
 from ray.tune.search import Searcher
 
-from study.searchers import OptunaSource, PackSearcher, optuna_study
-from study.space import storage_url
+from study.searchers import OptunaSource, PackSearcher, optuna_study, storage_url
 from study.spec import SpecError, parse_spec
 
 SPEC = {

@@ -1,7 +1,8 @@
 import optuna
 import pytest
 
-from study.space import DefineByRun, grid_points, make_sampler, strip_variant_prefix
+from study.searchers import make_sampler
+from study.space import DefineByRun, grid_points, strip_variant_prefix
 from study.spec import SpecError, parse_spec
 from trainers.objectives import make_objective
 

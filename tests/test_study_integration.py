@@ -327,4 +327,3 @@ def test_the_report_shows_the_front_trials_pictures_in_a_browser(tiny_study, bro
     assert not errors, errors
     for name in ("traversal.png", "latent-kl.png", "mutual-information.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-

@@ -103,9 +103,7 @@ class HierarchicalVAE(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder.image(self.generate(self.split(self.representation(x))))
 
-    def traverse_level(
-        self, x: torch.Tensor, level: int, values: tuple[float, ...] = TRAVERSAL_VALUES
-    ) -> torch.Tensor:
+    def traverse_level(self, x: torch.Tensor, level: int, values: tuple[float, ...] = TRAVERSAL_VALUES) -> torch.Tensor:
         """A row per latent of ``level`` (0-based): ``x[0]``'s mean code with that latent swept over ``values``."""
         base = self.representation(x[:1])
         offset = sum(self.level_dims[:level])
