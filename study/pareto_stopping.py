@@ -88,8 +88,8 @@ def crowding_distances(points: np.ndarray, modes: Sequence[str]) -> np.ndarray:
     """The crowding distance of each point of one front (Deb et al. 2002, §III-B).
 
     ``d_i = Σ_m (f_m[next(i)] - f_m[prev(i)]) / (max f_m - min f_m)``, neighbours taken in the
-    order of objective ``m``; each objective's extremes get ``inf``.  Fronts of one or two
-    points are all extremes."""
+    order of objective ``m``; each objective's extremes get ``inf``.  An objective equal on the
+    whole front adds nothing (it has no extremes).  Fronts of one or two points are all extremes."""
     costs = _costs(points, modes)
     n, m = costs.shape
     distance = np.zeros(n)
@@ -99,9 +99,11 @@ def crowding_distances(points: np.ndarray, modes: Sequence[str]) -> np.ndarray:
         order = np.argsort(costs[:, j], kind="stable")
         values = costs[order, j]
         span = values[-1] - values[0]
-        distance[order[0]] = distance[order[-1]] = np.inf
         if not np.isfinite(span) or span == 0:
-            continue  # every point alike in this objective: it separates none of them
+            # Every point alike in this objective: it separates none of them, and its "extremes"
+            # (the first and last by arrival) are no extremes (pymoo likewise adds nothing).
+            continue
+        distance[order[0]] = distance[order[-1]] = np.inf
         distance[order[1:-1]] += (values[2:] - values[:-2]) / span
     return distance
 

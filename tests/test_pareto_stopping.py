@@ -134,3 +134,20 @@ def test_the_report_counts_each_rung_from_the_folder(tmp_path):
         {"rung": 1, "step": 30, "reached": 1, "went on": 1, "stopped": 0, "stopped trials": ""},
     ]
     assert "<h2>Rungs</h2>" in rungs_section(tmp_path) and "η = 2" in rungs_section(tmp_path)
+
+
+def test_an_objective_equal_on_the_front_gives_no_extremes():
+    """An objective every point of the front shares separates none of them: its first and last
+    by arrival (the newest trial among them) must not get an infinite distance."""
+    modes = ["min", "min", "min"]
+    # Four trade-offs of a and b, and a crowded newcomer in their middle; c is the same for all.
+    points = np.array([[0, 3, 5], [1, 2, 5], [2, 1, 5], [3, 0, 5], [1.5, 1.5, 5]])
+    d = crowding_distances(points, modes)
+    assert d[0] == d[3] == math.inf
+    assert d[4] == pytest.approx(1 / 3 + 1 / 3) and d[1] == d[2] == pytest.approx(0.5 + 0.5)
+    assert rank_order(points, modes) == [0, 3, 1, 2, 4]
+    rungs = Rungs([("a", "min"), ("b", "min"), ("c", "min")], [10], eta=2)
+    decisions = [rungs.decide(str(i), 10, dict(zip("abc", p, strict=True))) for i, p in enumerate(points)]
+    assert not decisions[-1].go_on and decisions[-1].place == 5  # the most crowded of five; 3 go on
+    # Exact duplicates: equal fronts and distances, so by arrival (the newest last).
+    assert rank_order(np.ones((3, 2)), ["min", "max"]) == [0, 1, 2]
