@@ -78,7 +78,18 @@ def start_keeper(spec: StudySpec, folder: StudyFolder) -> Any | None:
     here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
     actor = (
         ray.remote(RungKeeper)
-        .options(name=name, num_cpus=0, max_concurrency=1, scheduling_strategy=here)
+        # A keeper that dies (its process killed: out of memory, ...) comes back from rungs.json, and
+        # a call it died in is asked again: every decision is on disk before it is answered, and a
+        # trial asking again at a rung gets the decision it had.  Without this every later trial
+        # of the study would fail to find it.
+        .options(
+            name=name,
+            num_cpus=0,
+            max_concurrency=1,
+            scheduling_strategy=here,
+            max_restarts=-1,
+            max_task_retries=-1,
+        )
         .remote(str(folder.root), study_rungs(spec).to_json())
     )
     ray.get(actor.state.remote())  # started, and rungs.json written, before any trial asks
