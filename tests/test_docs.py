@@ -253,6 +253,17 @@ def test_the_docs_make_no_claim_the_code_contradicts():
     assert "step 0" in pages["docs/how-to/resume.md"]
 
 
+def test_the_early_stopping_page_names_the_metrics_a_rung_estimates_on_fewer_points():
+    """Pareto stopping's estimate shrinks a metric's ``num_points`` only; the page's list is that set."""
+    from trainers.metrics import METRICS
+
+    text = " ".join((ROOT / "docs" / "how-to" / "early-stopping.md").read_text().split())
+    listed = re.search(r"takes a `num_points` option \(([^)]*)\)", text)
+    assert listed, "the page no longer says which metrics a rung estimates on metric_points points"
+    takes = sorted(name for name, metric in METRICS.items() if "num_points" in metric.options)
+    assert sorted(re.findall(r"`(\w+)`", listed.group(1))) == takes
+
+
 def test_infra_runs_a_spec_a_multi_node_gpu_cluster_accepts():
     """Preflight refuses a multi-node cluster without storage.shared; GPU nodes are wasted without gpus."""
     job = yaml.safe_load((ROOT / "infra" / "rayjob.yaml").read_text())
