@@ -240,11 +240,11 @@ def train_pack(
     alive = torch.tensor([k not in failed for k in range(size)], device=device)
     # The members still trained: a member stopped at a rung is cut out of every step after it.
     active = [k for k in range(size) if k not in stopped]
+    index = torch.tensor(active, device=device)  # rebuilt only on a cut: a host-to-device copy
     began = time.perf_counter()
     done = start
     for step in range(start, shared.steps):
         cut = len(active) < size
-        index = torch.tensor(active, device=device)
         # Cut members are left out of the batch, the noise, the network and the loss: the pack's
         # cost falls with them.  Their slices of the stacked tensors stay (zero gradients).
         run_params = {name: value.index_select(0, index) for name, value in params.items()} if cut else params
@@ -287,6 +287,7 @@ def train_pack(
             for k in sorted(report.on_estimates(done, estimates) & set(going)):
                 stopped[k] = MemberStopped(done)
             active = [k for k in range(size) if k not in stopped]
+            index = torch.tensor(active, device=device)
             if all(k in failed for k in active):
                 break  # every member stopped or failed: nothing left to train
         if checkpoint_due(report, done, shared.checkpoint_every, shared.steps):
