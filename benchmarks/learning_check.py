@@ -4,6 +4,8 @@ their curves, final terms and disentanglement, beside the published figures.
     python benchmarks/learning_check.py [--steps 10000] [--lr 1e-3] [--seeds 0] [--only NAME ...]
                                         [--probe-every 1000] [--jobs 2] [--out DIR]
     python benchmarks/learning_check.py --diagnose      # the initialisation diagnosis only
+    python benchmarks/learning_check.py --set demo --steps 6000 --lr 1e-4 --seeds 0 1
+                                                        # the demo's candidates (docs/benchmarks.md)
 
 Each configuration trains through the product's trainer (``trainers.train.train``) in its
 own process (one thread, the tuned allocator); ``plain_beta_vae_b4`` trains the
@@ -13,6 +15,10 @@ independent plain-PyTorch β-VAE of ``benchmarks/plain_vae.py`` instead.  Every
 computed from, and each latent's KL on 2,048 held-out images (the emergence curves of
 Burgess et al. 2018).  A trial counts as collapsed when its held-out recon is within 10 %
 of the mean-image decoder's (no latent used).
+
+``--set demo`` trains the candidates for the demo study instead (``demo_candidates``):
+β-TCVAE at several TC weights, learning rates and batch sizes, FactorVAE and β-VAE, each
+in the budget a 10-minute demo on two cores allows.
 
 Writes ``DIR/results.json`` (curves, probes, final terms), ``DIR/table.md`` and
 ``DIR/curves.png``.  ``--diagnose`` measures why trials collapsed before He
@@ -61,6 +67,28 @@ def reference_configs(steps: int) -> dict[str, dict]:
     }
 
 
+def demo_candidates(steps: int) -> dict[str, dict]:
+    """Candidates for the demo study: a configuration may set its own ``lr`` and ``batch_size``
+    (the same number of images as ``steps`` of batch 64)."""
+
+    def tcvae(beta: float, **extra) -> dict:
+        return {"variant": "beta_tcvae", "weights": {"beta": {"schedule": "constant", "value": beta}}, **extra}
+
+    return {
+        "beta_tcvae_b6": tcvae(6.0),
+        "beta_tcvae_b10": tcvae(10.0),
+        "beta_tcvae_b20": tcvae(20.0),
+        "beta_tcvae_b10_lr5e-5": tcvae(10.0, lr=5e-5),
+        "beta_tcvae_b10_batch256": tcvae(10.0, batch_size=256, lr=4e-4, steps=steps // 4),
+        "beta_tcvae_b10_dlib": tcvae(10.0, variant_options={"regulariser": "disentanglement_lib"}),
+        "factor_vae_g35": {"variant": "factor_vae", "weights": {"gamma": {"schedule": "constant", "value": 35.0}}},
+        "beta_vae_b8": {"variant": "beta_vae", "weights": {"beta": {"schedule": "constant", "value": 8.0}}},
+    }
+
+
+CONFIG_SETS = {"reference": reference_configs, "demo": demo_candidates}
+
+
 #: What the papers report for these models on dSprites (300,000 steps, batch 64, lr 1e-4).
 PUBLISHED = {
     "vae_b1": "MIG ≈ 0.05–0.1 (Locatello et al. 2019, β = 1 end of the β-VAE range)",
@@ -71,6 +99,12 @@ PUBLISHED = {
     "MIG ≈ 0.05–0.3 (Locatello et al. 2019)",
     "factor_vae_g35": "MIG ≈ 0.1–0.35 (Locatello et al. 2019)",
     "plain_beta_vae_b4": "independent trainer: should match beta_vae_b4 within seed noise",
+    "beta_tcvae_b10": "MIG ≈ 0.15–0.35 (Locatello et al. 2019, β-TCVAE at β 4–10)",
+    "beta_tcvae_b20": "β beyond Chen et al.'s 6: TC pressure against the minibatch estimator's bias",
+    "beta_tcvae_b10_lr5e-5": "half disentanglement_lib's lr",
+    "beta_tcvae_b10_batch256": "batch 256 at lr 4e-4, as many images: the TC estimate's bias falls with batch size",
+    "beta_tcvae_b10_dlib": "disentanglement_lib's β-TCVAE form (KL + (β−1)·TC, minibatch-weighted)",
+    "beta_vae_b8": "MIG ≈ 0.1–0.3 (Locatello et al. 2019)",
 }
 
 
@@ -125,13 +159,14 @@ def run_product(name: str, spec: dict, steps: int, lr: float, seed: int, probe_e
     from trainers.train import train
 
     torch.set_num_threads(1)
-    extra = {k: v for k, v in spec.items() if k not in ("variant", "weights")}
+    extra = {k: v for k, v in spec.items() if k not in ("variant", "weights", "lr", "steps")}
     options = {"precision": "auto", "batch_size": 64, **extra}
+    steps = spec.get("steps", steps)
     config = TrainConfig(
         variant=spec["variant"],
         weights=spec["weights"],
         steps=steps,
-        lr=lr,
+        lr=spec.get("lr", lr),
         latent_dim=10,
         seed=seed,
         log_every=100,
@@ -167,6 +202,9 @@ def run_product(name: str, spec: dict, steps: int, lr: float, seed: int, probe_e
         "trainer": "product",
         "seed": seed,
         "precision": config.precision,
+        "lr": config.lr,
+        "batch_size": config.batch_size,
+        "steps": steps,
         "curve": recorder.curve,
         "probes": recorder.probes,
         "final": result.terms,
@@ -226,6 +264,9 @@ def run_plain(name: str, spec: dict, steps: int, lr: float, seed: int, probe_eve
     return {
         "name": name,
         "trainer": "plain",
+        "lr": lr,
+        "batch_size": 64,
+        "steps": steps,
         "seed": seed,
         "precision": "fp32",
         "curve": curve,
@@ -284,12 +325,13 @@ def write_outputs(runs: list[dict], out: Path, args: argparse.Namespace, collaps
     (out / "results.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
     lines = [
         f"Measured on {meta['date']}, {meta['host']}, `{meta['command']}` "
-        f"({args.steps:,} steps of batch 64 at lr {args.lr:g}: {args.steps / 300_000:.1%} of the papers' "
-        f"300,000; mean-image recon {collapse:.1f} nats; {wall / 60:.0f} min wall).",
+        f"({args.steps:,} steps of batch 64 at lr {args.lr:g} unless a row says otherwise: "
+        f"{args.steps / 300_000:.1%} of the papers' 300,000; mean-image recon {collapse:.1f} nats; "
+        f"{wall / 60:.0f} min wall).",
         "",
-        "| config | seed | precision | recon | KL | TC | active latents | MIG | MIG by factor (shape/scale/orient/x/y) "
-        "| emergence (factor@step) | collapsed | published (dSprites) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| config | seed | precision | lr | batch | recon | KL | TC | active latents | MIG "
+        "| MIG by factor (shape/scale/orient/x/y) | emergence (factor@step) | collapsed | published (dSprites) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         last = run["probes"][-1]
@@ -297,7 +339,8 @@ def write_outputs(runs: list[dict], out: Path, args: argparse.Namespace, collaps
         collapsed = run["final"]["recon"] > 0.9 * collapse
         tc = run["final"].get("total_correlation")
         lines.append(
-            f"| {run['name']} | {run['seed']} | {run['precision']} | {run['final']['recon']:.1f} "
+            f"| {run['name']} | {run['seed']} | {run['precision']} | {run['lr']:g} | {run['batch_size']} "
+            f"| {run['final']['recon']:.1f} "
             f"| {run['final']['kl']:.2f} | {'' if tc is None else f'{tc:.2f}'} "
             f"| {active_latents(last['kl_per_latent'])} | {run['metrics']['mig']:.3f} | {by_factor} "
             f"| {', '.join(emergence_order(run['probes'], factor_names)[:5])} | {'yes' if collapsed else 'no'} "
@@ -396,7 +439,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="configuration names (default: all)")
     parser.add_argument("--probe-every", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "learning_check")
+    parser.add_argument("--set", choices=sorted(CONFIG_SETS), default="reference", dest="config_set")
+    parser.add_argument("--out", type=Path, help="default docs/results/learning_check (demo: demo_candidates)")
     parser.add_argument("--diagnose", action="store_true")
     args = parser.parse_args()
     if os.environ.get("GLIBC_TUNABLES") != TUNABLES:
@@ -404,7 +448,10 @@ def main() -> None:
     if args.diagnose:
         diagnose()
         return
-    configs = reference_configs(args.steps)
+    configs = CONFIG_SETS[args.config_set](args.steps)
+    if args.out is None:
+        folder = "learning_check" if args.config_set == "reference" else "demo_candidates"
+        args.out = ROOT / "docs" / "results" / folder
     names = args.only or list(configs)
     unknown = sorted(set(names) - set(configs))
     if unknown:
