@@ -316,7 +316,7 @@ def write_outputs(runs: list[dict], out: Path, args: argparse.Namespace, collaps
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "date": date.today().isoformat(),
-        "host": f"{platform.node()} ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
+        "host": f"the {os.cpu_count()}-core host ({platform.node()}, {platform.processor() or platform.machine()})",
         "command": "python benchmarks/learning_check.py " + " ".join(sys.argv[1:]),
         "steps": args.steps,
         "lr": args.lr,
