@@ -11,7 +11,9 @@ folder)::
 Lines are at most :data:`MAX_LINE` characters.  The header is printed after every
 trial that ends and, while trials train, at most every ``every`` seconds with their
 steps (read from their histories, as ``vae-study status`` does).  The ETA is the
-study's own pace so far: the time per ended trial in this run times the trials left.
+study's own pace so far: the trials' work done in this run (ended trials, plus the
+fraction of its steps each running trial has trained, when the header shows them) per
+second, against the work left.
 """
 
 from __future__ import annotations
@@ -132,24 +134,28 @@ class RunLog(tune.Callback):
         except OSError:
             pass  # the log on stdout stands; a full disk is reported by what writes results
 
-    def header(self) -> str:
+    def header(self, progress: float = 0.0) -> str:
+        """The counts line; ``progress`` is the running trials' summed fraction of their steps."""
         done = sum(self.counts.values())
         failed = self.counts[TrialStatus.FAILED] + self.counts[TrialStatus.ERROR]
         running = sum(p.trial_id not in self.told_early for members in self.running.values() for p in members)
         text = f"[{done}/{self.total} done, {running} running, {failed} failed]"
         if len(self.objectives) > 1:
             text += f" front {len(self.front)}"
-        eta = self.eta(done)
+        eta = self.eta(done, progress)
         if eta is not None:
             text += f" · ETA {duration(eta)}"
         return text
 
-    def eta(self, done: int) -> float | None:
-        ended_here = done - self.ended_before
-        left = self.total - done
-        if ended_here <= 0 or left <= 0:
+    def eta(self, done: int, progress: float = 0.0) -> float | None:
+        """Seconds left: time so far per trial of work done, times the work left.  Without the
+        running trials' ``progress`` the ETA would grow between two ends, since the time
+        spent on them would count but not their work."""
+        worked = done - self.ended_before + progress
+        left = self.total - done - progress
+        if worked <= 0 or left <= 0:
             return None
-        return (time.monotonic() - self.started_at) / ended_here * left
+        return (time.monotonic() - self.started_at) / worked * left
 
     def label(self, plan: TrialPlan) -> str:
         if plan.trial_id not in self.labels:
@@ -249,8 +255,11 @@ class RunLog(tune.Callback):
             return
         self._next_progress = now + self.every
         steps = []
+        progress = 0.0
         for plans in self.running.values():
             for plan in plans:
                 step = self.folder.trial(plan.trial_id).last_step()
                 steps.append(f"{plan.trial_id} step {step}/{self.spec.training.steps}")
-        self.emit(f"{self.header()} · {', '.join(steps)}")
+                if plan.trial_id not in self.told_early:  # counted among the ended already
+                    progress += min(step / self.spec.training.steps, 1.0)
+        self.emit(f"{self.header(progress)} · {', '.join(steps)}")

@@ -1,6 +1,7 @@
 """The run log's pieces: trial names and numbers, the incremental front, line lengths."""
 
 import io
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -112,3 +113,14 @@ def test_a_pack_member_stopped_at_a_rung_is_told_at_once_and_counted_once(tmp_pa
     assert lines[2].startswith("[1/2 done, 1 running, 0 failed] front 0")  # its pack mate trains on
     assert lines[3].startswith("finished t0000-beta_vae-beta=2-s0 in ")
     assert lines[4].startswith("[2/2 done, 0 running, 0 failed] front 1") and len(lines) == 5
+
+
+def test_the_eta_counts_the_running_trials_work(tmp_path):
+    """Between two trial ends the ETA falls as the running trials train, instead of growing
+    with the time spent on them (two of four trials ended in 100 s; two halfway through)."""
+    log = RunLog(StudyFolder(tmp_path), parse_spec(tiny_spec()), total=4, out=io.StringIO())
+    log.started_at = time.monotonic() - 100.0
+    assert log.eta(2) == pytest.approx(100.0, rel=1e-2)  # 50 s per trial, 2 left
+    assert log.eta(2, progress=1.0) == pytest.approx(100.0 / 3, rel=1e-2)  # 3 trials' work done, 1 left
+    assert log.eta(2, progress=1.0) < log.eta(2, progress=0.5) < log.eta(2)
+    assert log.eta(0) is None and log.eta(4) is None
