@@ -134,8 +134,12 @@ class RunLog(tune.Callback):
         except OSError:
             pass  # the log on stdout stands; a full disk is reported by what writes results
 
-    def header(self, progress: float = 0.0) -> str:
-        """The counts line; ``progress`` is the running trials' summed fraction of their steps."""
+    def header(self, steps: dict[str, int] | None = None) -> str:
+        """The counts line, its ETA from the running trials' ``steps`` (read when not given)."""
+        steps = self.running_steps() if steps is None else steps
+        # A member told early is counted among the ended already.
+        progress = sum(min(step / self.spec.training.steps, 1.0) for trial_id, step in steps.items()
+                       if trial_id not in self.told_early)  # fmt: skip
         done = sum(self.counts.values())
         failed = self.counts[TrialStatus.FAILED] + self.counts[TrialStatus.ERROR]
         running = sum(p.trial_id not in self.told_early for members in self.running.values() for p in members)
@@ -254,12 +258,11 @@ class RunLog(tune.Callback):
         if now < self._next_progress or not self.running:
             return
         self._next_progress = now + self.every
-        steps = []
-        progress = 0.0
-        for plans in self.running.values():
-            for plan in plans:
-                step = self.folder.trial(plan.trial_id).last_step()
-                steps.append(f"{plan.trial_id} step {step}/{self.spec.training.steps}")
-                if plan.trial_id not in self.told_early:  # counted among the ended already
-                    progress += min(step / self.spec.training.steps, 1.0)
-        self.emit(f"{self.header(progress)} · {', '.join(steps)}")
+        steps = self.running_steps()
+        text = ", ".join(f"{trial_id} step {step}/{self.spec.training.steps}" for trial_id, step in steps.items())
+        self.emit(f"{self.header(steps)} · {text}")
+
+    def running_steps(self) -> dict[str, int]:
+        """The last step of every running trial, from its history."""
+        return {plan.trial_id: self.folder.trial(plan.trial_id).last_step() for plans in self.running.values()
+                for plan in plans}  # fmt: skip
