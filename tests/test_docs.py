@@ -219,6 +219,14 @@ def test_the_readme_is_short_and_its_links_resolve():
             assert (page.parent / target).exists(), f"{page.relative_to(ROOT)}: link to {target}"
 
 
+def test_the_readme_shows_the_test_command_ci_runs():
+    """CI runs the README's test command: the command .ci/run ends with is shown in the README."""
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip().startswith("make ")]
+    assert ci, ".ci/run runs no make target"
+    shown = [line.split("#")[0].strip() for line in (ROOT / "README.md").read_text().splitlines()]
+    assert ci[-1] in shown, f"README.md does not show CI's command {ci[-1]!r}"
+
+
 def test_every_benchmark_table_says_where_it_comes_from():
     """One "measured on <date>, <host>, <command>" line per table; history lives in CHANGELOG.md."""
     text = (ROOT / "docs" / "benchmarks.md").read_text()
