@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.pareto import dominates_matrix
+from analysis.pareto import dominates_matrix, nondominated_ranks
 
 
 def rung_steps(grace: int, eta: float, steps: int, every: int) -> list[int]:
@@ -66,22 +66,10 @@ def fronts(points: np.ndarray, modes: Sequence[str]) -> np.ndarray:
     """Each point's non-dominated front, 1 for the best (Deb et al. 2002's fast non-dominated sort).
 
     Rows with a non-finite value form the last front together."""
-    costs = _costs(points, modes)
-    n = costs.shape[0]
-    ranks = np.zeros(n, dtype=int)
-    finite = np.isfinite(costs).all(axis=1)
-    # inf - inf comparisons would make infinite rows dominate one another; they are ranked apart.
-    dominated = dominates_matrix(costs[finite])
-    remaining = np.ones(int(finite.sum()), dtype=bool)
-    index = np.flatnonzero(finite)
-    rank = 1
-    while remaining.any():
-        front = remaining & ~dominated[remaining].any(axis=0)
-        ranks[index[front]] = rank
-        remaining &= ~front
-        rank += 1
-    ranks[~finite] = rank
-    return ranks
+    ranks = nondominated_ranks(np.asarray(points, dtype=np.float64).reshape(-1, len(modes)), modes)
+    finite = ~np.isnan(ranks)  # analysis.pareto leaves rows with a non-finite value unranked
+    last = int(ranks[finite].max()) + 1 if finite.any() else 1
+    return np.where(finite, ranks, last).astype(int)
 
 
 def crowding_distances(points: np.ndarray, modes: Sequence[str]) -> np.ndarray:
