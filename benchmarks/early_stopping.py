@@ -141,7 +141,7 @@ def compare(base: dict[str, Any], seeds: list[int], out: Path, grace: int) -> li
     for seed in seeds:
         for way in ("none", "asha", "pareto"):
             study_dir = out / f"{way}-{seed}"
-            if not (study_dir / "results.parquet").exists():
+            if not StudyFolder(study_dir).results.exists():
                 run(variant(base, way, seed, grace), study_dir)
             rows.append(
                 {
