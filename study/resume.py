@@ -161,7 +161,9 @@ def resume_searcher(
         source = OptunaSource(spec, study, budget, persistent=storage is not None)
         for plan, record in ended:
             if plan is not None:
-                source.tell(plan_member(plan), record.status, record.values)
+                # A pruned trial's rung estimates travel as ``<step>/<name>``, as its pack reported them.
+                rungs = {f"{step}/{name}": v for step, est in record.estimates.items() for name, v in est.items()}
+                source.tell(plan_member(plan), record.status, {**record.values, **rungs})
         source.fail_orphans({plan.optuna["number"] for plan in interrupted if plan.optuna})
     plans = [*(p for p, _ in ended if p is not None), *interrupted]
     first_trial = next_number([record.trial_id for _, record in ended] + [p.trial_id for p in interrupted])
